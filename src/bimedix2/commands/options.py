@@ -1,0 +1,75 @@
+"""Argument groups shared by several commands (model loading, decoding)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..types import GenParams
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model and the explicit loading options."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model", "-m", default=None,
+        help="checkpoint directory, .gguf file or Hugging Face repo id (default: embedded SmolLM2-135M-Instruct, text only)",
+    )
+    group.add_argument(
+        "--format", default="auto", choices=("auto", "hf-llava", "llava-llama", "causal-lm", "gguf"),
+        help="checkpoint format (default: from the checkpoint's config.json)",
+    )
+    group.add_argument(
+        "--template", default="auto",
+        help="chat template: auto, model (the checkpoint's own) or bimedix2-llama3 (default: auto)",
+    )
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
+    group.add_argument("--vision-tower", default=None, help="llava-llama checkpoints: CLIP tower path or id")
+    group.add_argument(
+        "--image-aspect-ratio", default=None, choices=("pad", "none"),
+        help="pad images to a square (BiMediX2's setting) or not (default: from the checkpoint, else pad)",
+    )
+
+
+def add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """Decoding options; defaults are BiMediX2's released ones."""
+    defaults = GenParams()
+    group = parser.add_argument_group("generation")
+    group.add_argument("--temperature", type=float, default=defaults.temperature,
+                       help=f"0 for greedy decoding (default: {defaults.temperature})")
+    group.add_argument("--top-p", type=float, default=defaults.top_p)
+    group.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    group.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    group.add_argument("--no-steer-language", action="store_true",
+                       help="do not ask the model to answer in the language of the question")
+
+
+def load_options(args: argparse.Namespace):  # noqa: ANN201 - returns LoadOptions (lazy import)
+    """LoadOptions from parsed arguments."""
+    from ..model.loader import LoadOptions
+
+    return LoadOptions(
+        format=args.format,
+        chat_template=args.template,
+        device=args.device,
+        dtype=args.dtype,
+        vision_tower=args.vision_tower,
+        image_aspect_ratio=args.image_aspect_ratio,
+    )
+
+
+def gen_params(args: argparse.Namespace) -> GenParams:
+    """GenParams from parsed arguments."""
+    if args.max_new_tokens < 1:
+        raise SystemExit("bimedix2: error: --max-new-tokens must be at least 1")
+    if args.temperature < 0:
+        raise SystemExit("bimedix2: error: --temperature must be >= 0")
+    return GenParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=tuple(args.stop),
+        steer_language=not args.no_steer_language,
+    )

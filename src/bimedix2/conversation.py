@@ -1,0 +1,176 @@
+"""Chat templates, `<image>` placement, language detection and conversation validation.
+
+Templates are Jinja strings in the Hugging Face chat-template dialect, so the same text is
+rendered here, saved into converted checkpoints and handed to vLLM. A user message that
+carries images is passed to the template as content parts (`{"type": "image"}` first, then
+the text); a text-only message as a plain string, which every model's own template accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConversationError
+from .images import DEFAULT_LIMITS, ImageLimits
+from .types import Language, Message
+
+IMAGE_PLACEHOLDER = "<image>"
+
+BIMEDIX2_SYSTEM_PROMPT = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+# LLaVA++ `conv_llama_3` (SeparatorStyle.MPT, sep "<|eot_id|>") as used to train BiMediX2:
+# BOS, system header + prompt, then "<header>role<end_header>\n\n" + message + "<|eot_id|>" per turn;
+# images as "<image>\n" at the start of the turn that carries them.
+BIMEDIX2_LLAMA3_TEMPLATE = (
+    "{{ bos_token }}<|start_header_id|>system<|end_header_id|>\n\n"
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{{ messages[0]['content'] }}{% set turns = messages[1:] %}"
+    "{% else %}" + BIMEDIX2_SYSTEM_PROMPT + "{% set turns = messages %}{% endif %}"
+    "<|eot_id|>"
+    "{% for message in turns %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}<image>\n{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}<|eot_id|>"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A named Jinja chat template and the tokens that end an assistant turn."""
+
+    name: str
+    jinja: str
+    stop_tokens: tuple[str, ...]
+
+
+BIMEDIX2_LLAMA3 = ChatTemplate("bimedix2-llama3", BIMEDIX2_LLAMA3_TEMPLATE, ("<|eot_id|>",))
+BUILTIN_TEMPLATES: dict[str, ChatTemplate] = {BIMEDIX2_LLAMA3.name: BIMEDIX2_LLAMA3}
+
+LANGUAGE_HINTS: dict[Language, str] = {
+    "en": "Answer in English.",
+    "ar": "أجب باللغة العربية الفصحى.",
+}
+
+_ARABIC_LETTER = re.compile(r"[\u0620-\u064A\u066E-\u06D3\u06FA-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFC]")
+_LATIN_LETTER = re.compile(r"[A-Za-z\u00C0-\u024F]")
+# Share of letters that must be Arabic for a text to count as Arabic: Arabic medical text often
+# carries Latin drug names and abbreviations, so a plain majority is too strict.
+_ARABIC_SHARE = 0.3
+
+
+def detect_language(text: str) -> Language:
+    """'ar' when at least 30% of the letters are Arabic script, else 'en'."""
+    arabic = len(_ARABIC_LETTER.findall(text))
+    latin = len(_LATIN_LETTER.findall(text))
+    if arabic == 0:
+        return "en"
+    return "ar" if arabic >= _ARABIC_SHARE * (arabic + latin) else "en"
+
+
+def validate_conversation(
+    messages: Sequence[Message], limits: ImageLimits = DEFAULT_LIMITS, *, for_generation: bool = True
+) -> None:
+    """Check roles, emptiness, reserved placeholders and image counts; raise `ConversationError`."""
+    if not messages:
+        raise ConversationError("the conversation has no messages")
+    turns = list(messages)
+    if turns[0].role == "system":
+        if turns[0].images:
+            raise ConversationError("message 0: a system message cannot carry images")
+        turns = turns[1:]
+    offset = len(messages) - len(turns)
+    total_images = 0
+    for i, msg in enumerate(turns):
+        index = i + offset
+        expected = "user" if i % 2 == 0 else "assistant"
+        if msg.role != expected:
+            raise ConversationError(
+                f"message {index}: expected a {expected} message, got {msg.role!r} (turns must alternate user/assistant)"
+            )
+        if msg.images and msg.role != "user":
+            raise ConversationError(f"message {index}: only user messages can carry images")
+        if not msg.content.strip() and not msg.images:
+            raise ConversationError(f"message {index}: the {msg.role} message is empty")
+        if IMAGE_PLACEHOLDER in msg.content:
+            raise ConversationError(
+                f"message {index}: the text contains the reserved placeholder {IMAGE_PLACEHOLDER}; "
+                "attach images as images, not as text"
+            )
+        if len(msg.images) > limits.max_images_per_message:
+            raise ConversationError(
+                f"message {index}: {len(msg.images)} images, more than the limit of {limits.max_images_per_message}"
+            )
+        total_images += len(msg.images)
+    if total_images > limits.max_images_per_conversation:
+        raise ConversationError(
+            f"the conversation has {total_images} images, more than the limit of {limits.max_images_per_conversation}"
+        )
+    if for_generation and turns and turns[-1].role != "user":
+        raise ConversationError("the last message must be from the user to generate a reply")
+    if for_generation and not turns:
+        raise ConversationError("the conversation has no user message")
+
+
+def last_user_language(messages: Sequence[Message]) -> Language:
+    """Language of the most recent user message (the one the reply should match)."""
+    for msg in reversed(messages):
+        if msg.role == "user" and msg.content.strip():
+            return detect_language(msg.content)
+    return "en"
+
+
+def to_template_messages(messages: Sequence[Message], *, steer_language: bool) -> list[dict[str, Any]]:
+    """Messages in the chat-template input format; adds the reply-language hint to the last user turn."""
+    out: list[dict[str, Any]] = []
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    for i, msg in enumerate(messages):
+        text = msg.content
+        if steer_language and i == last_user:
+            hint = LANGUAGE_HINTS[detect_language(text)] if text.strip() else LANGUAGE_HINTS["en"]
+            text = f"{text}\n\n{hint}" if text.strip() else hint
+        if msg.images:
+            parts: list[dict[str, Any]] = [{"type": "image"} for _ in msg.images]
+            parts.append({"type": "text", "text": text})
+            out.append({"role": msg.role, "content": parts})
+        else:
+            out.append({"role": msg.role, "content": text})
+    return out
+
+
+def render_prompt(
+    messages: Sequence[Message],
+    template: ChatTemplate,
+    tokenizer: Any,
+    *,
+    steer_language: bool = True,
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render a conversation to the exact prompt string the model sees.
+
+    Raises `ConversationError` if the template did not emit one `<image>` per attached image
+    (a model's own template that ignores images would otherwise drop them silently).
+    """
+    payload = to_template_messages(messages, steer_language=steer_language)
+    text = tokenizer.apply_chat_template(
+        payload, chat_template=template.jinja, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+    n_images = sum(len(m.images) for m in messages)
+    placed = text.count(IMAGE_PLACEHOLDER)
+    if placed != n_images:
+        raise ConversationError(
+            f"chat template {template.name!r} placed {placed} image placeholders for {n_images} images"
+        )
+    return text
+
+

@@ -1,0 +1,1 @@
+"""Loading, converting and building BiMediX2-family models."""
