@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny random models built in-process, image files, and a per-test cache dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_path(tiny_dir: Path) -> Path:
+    """A tiny transformers Llava checkpoint (BiMediX2-8B-hf layout), 56 px images, 16 tokens each."""
+    from bimedix2.model.tiny import save_tiny_llava
+
+    return save_tiny_llava(tiny_dir / "llava-hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_llama_path(tiny_dir: Path) -> Path:
+    """A tiny checkpoint in the original llava_llama layout (BiMediX2-8B layout)."""
+    from bimedix2.model.tiny import save_tiny_llava_llama
+
+    save_tiny_llava_llama(tiny_dir / "llava-llama")
+    return tiny_dir / "llava-llama"
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm_path(tiny_dir: Path) -> Path:
+    """A tiny Llama causal LM with a Llama-3-style tokenizer and chat template."""
+    from bimedix2.model.tiny import save_tiny_causal_lm
+
+    return save_tiny_causal_lm(tiny_dir / "causal-lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tiny_llava_path: Path):  # noqa: ANN201
+    """The tiny Llava checkpoint loaded once for the session (LoadedModel)."""
+    from bimedix2.model.loader import load_model
+
+    return load_model(str(tiny_llava_path))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_llava):  # noqa: ANN001, ANN201
+    from bimedix2.engine import Engine
+
+    return Engine(tiny_llava)
+
+
+@pytest.fixture()
+def png_path(tmp_path: Path) -> Path:
+    """A 40x60 RGB PNG with random pixels."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "scan.png"
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(path)
+    return path
