@@ -216,8 +216,9 @@ def split_weights(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch
     return groups
 
 
-def _load_tokenizer(checkpoint: Path) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+def _load_tokenizer(checkpoint: Path, raw: dict[str, Any]) -> PreTrainedTokenizerBase:
+    # config= keeps AutoTokenizer from re-reading config.json, whose model_type it does not know
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, config=text_config(raw))
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tokenizer.pad_token is None:
@@ -234,7 +235,7 @@ def load_llava_llama(
     if raw.get("model_type") != "llava_llama":
         raise ModelLoadError(f"{checkpoint}: model_type is {raw.get('model_type')!r}, not 'llava_llama'")
     tower = resolve_vision_tower(raw, checkpoint, vision_tower)
-    tokenizer = _load_tokenizer(checkpoint)
+    tokenizer = _load_tokenizer(checkpoint, raw)
     groups = split_weights(read_weights(checkpoint))
     checkpoint_vocab = groups["language"]["embed_tokens.weight"].shape[0]
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)

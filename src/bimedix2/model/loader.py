@@ -164,7 +164,9 @@ def load_model(source: str | Path | None = None, options: LoadOptions | None = N
         model = model.to(device).eval()
         tokenizer = processor.tokenizer
         _align_processor(model, processor)
-        template = _pick_template(options.chat_template, processor, default_template, name)
+        # a llava_llama tokenizer carries the base LLM's template; the processor carries the released one
+        holder = processor.tokenizer if fmt == "llava-llama" else processor
+        template = _pick_template(options.chat_template, holder, default_template, name)
         aspect = options.image_aspect_ratio or getattr(model.config, "image_aspect_ratio", "pad")
         tokens = _tokens_per_image(model)
         info = _info(name, source_format, "llava", template, model, tokens)
