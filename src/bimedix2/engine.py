@@ -138,6 +138,14 @@ class Engine:
         stream.start()
         return stream
 
+    def stream_batch(self, prepared: Sequence[PreparedBatch], params: Sequence[GenParams]) -> BatchStream:
+        """Start one `generate` call for several single-conversation batches from `prepare([conv], p)`.
+
+        Rows must share the sampling settings (temperature, top_p, seed); each keeps its own
+        max_new_tokens, stop strings and cancel. Iterate `result.rows[i]` for conversation i's text.
+        """
+        return BatchStream(self, prepared, params).start()
+
     def _run(
         self, batch: PreparedBatch, params: GenParams, streamer: BaseStreamer | None, cancel: threading.Event | None
     ) -> torch.Tensor:
@@ -299,3 +307,171 @@ class TextStream:
         if reply.text.startswith(emitted) and len(reply.text) > len(emitted):
             yield reply.text[len(emitted) :]
         self.reply = reply
+
+
+# ------------------------------------------------------------------------------ batched streaming
+# Added for the server's dynamic batching: several independently prepared conversations share
+# one `generate` call; each row streams, stops (stop token, own max_new_tokens, own stop
+# strings, cancel) and finishes on its own. Existing methods above are unchanged.
+
+
+def merge_prepared(rows: Sequence[PreparedBatch], pad_token_id: int) -> PreparedBatch:
+    """Left-pad single-row batches from `Engine.prepare` into one batch (images concatenated in order)."""
+    if not rows:
+        raise ValueError("merge_prepared needs at least one prepared row")
+    for row in rows:
+        if row.inputs["input_ids"].shape[0] != 1:
+            raise ValueError("merge_prepared takes single-conversation batches from Engine.prepare([conv], ...)")
+    width = max(r.inputs["input_ids"].shape[1] for r in rows)
+    merged: dict[str, torch.Tensor] = {}
+    for key in sorted(set().union(*(set(r.inputs) for r in rows))):
+        parts = [r.inputs[key] for r in rows if key in r.inputs]
+        if key == "pixel_values":
+            merged[key] = torch.cat(parts, dim=0)
+        elif key in ("input_ids", "attention_mask"):
+            fill = pad_token_id if key == "input_ids" else 0
+            merged[key] = torch.cat(
+                [torch.nn.functional.pad(p, (width - p.shape[1], 0), value=fill) for p in parts], dim=0
+            )
+        else:
+            raise ValueError(f"merge_prepared cannot merge input field {key!r}")
+    return PreparedBatch(
+        merged,
+        tuple(r.prompt_tokens[0] for r in rows),
+        tuple(r.languages[0] for r in rows),
+        max(r.max_new_tokens for r in rows),
+    )
+
+
+class _RowDispatch(StoppingCriteria):
+    """Per-row stop decisions, called by `generate` after every step; hands each row's new token to its stream.
+
+    A row ends at a stop token, at its own max_new_tokens, at one of its own stop strings, or when
+    cancelled; finished rows are reported as stopped so `generate` pads them (and ends when all are done).
+    """
+
+    def __init__(self, engine: Engine, rows: Sequence[RowStream]):
+        self.engine = engine
+        self.rows = list(rows)
+        self.stop_ids = set(engine.stop_token_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        last = input_ids[:, -1].tolist()
+        done = []
+        for row, token in zip(self.rows, last, strict=True):
+            if not row.finished:
+                row.ids.append(token)
+                row._tokens.queue.put([token])
+                if (
+                    token in self.stop_ids
+                    or len(row.ids) >= row.batch.max_new_tokens
+                    or row._cancel.is_set()
+                    or (row.params.stop and self.engine.decode(row.ids, row.params)[2] == "stop")
+                ):
+                    row._end()
+            done.append(row.finished)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    def end_all(self, error: BaseException | None) -> None:
+        for row in self.rows:
+            if not row.finished:
+                row._error = error
+                row._end()
+
+
+class RowStream(TextStream):
+    """One conversation's stream inside a `BatchStream`: iterate for text pieces, then read `reply`.
+
+    The pieces join to exactly `reply.text`; `cancel()` ends this row only (the batch goes on).
+    """
+
+    def __init__(self, engine: Engine, batch: PreparedBatch, params: GenParams):
+        super().__init__(engine, batch, params)
+        self.ids: list[int] = []
+        self.finished = False
+        self._done = threading.Event()
+
+    def start(self) -> None:  # the shared BatchStream thread generates
+        raise RuntimeError("a RowStream is started by its BatchStream")
+
+    def _end(self) -> None:
+        self.finished = True
+        self._done.set()
+        self._tokens.end()
+
+    def __iter__(self) -> Iterator[str]:
+        # TextStream.__iter__ joins its own generate thread; a row must finish without waiting for the batch.
+        ids: list[int] = []
+        emitted = ""
+        stops = set(self.engine.stop_token_ids)
+        while True:
+            step = self._tokens.queue.get()
+            if step is None:
+                break
+            ids.extend(step)
+            if any(t in stops for t in step):
+                continue
+            text, _, _ = self.engine.decode(ids, self.params)
+            visible = text[: len(text) - _held_back(text, self.params.stop)]
+            if len(visible) > len(emitted) and visible.startswith(emitted):
+                yield visible[len(emitted) :]
+                emitted = visible
+        if self._error is not None:
+            raise self._error
+        reply = self.engine._finish(torch.tensor(ids, dtype=torch.long), self.batch, 0, self.params)
+        if reply.text.startswith(emitted) and len(reply.text) > len(emitted):
+            yield reply.text[len(emitted) :]
+        self.reply = reply
+
+
+class BatchStream:
+    """Several conversations generated by one `generate` call; `rows[i]` streams conversation i."""
+
+    def __init__(self, engine: Engine, prepared: Sequence[PreparedBatch], params: Sequence[GenParams]):
+        if len(prepared) != len(params) or not prepared:
+            raise ValueError("stream_batch needs one GenParams per prepared conversation, and at least one")
+        keys = {(p.sampling, p.temperature if p.sampling else 0.0, p.top_p if p.sampling else 1.0, p.seed) for p in params}
+        if len(keys) != 1:
+            raise ValueError("conversations batched together must share temperature, top_p, sampling and seed")
+        self.engine = engine
+        self.rows = [RowStream(engine, b, p) for b, p in zip(prepared, params, strict=True)]
+        pad = engine.loaded.tokenizer.pad_token_id
+        self.batch = merge_prepared(prepared, pad if pad is not None else engine.stop_token_ids[0])
+        shared = params[0]
+        self.params = GenParams(
+            max_new_tokens=self.batch.max_new_tokens,
+            temperature=shared.temperature,
+            top_p=shared.top_p,
+            do_sample=shared.sampling,
+            seed=shared.seed,
+        )
+        self._dispatch = _RowDispatch(engine, self.rows)
+        self._thread = threading.Thread(target=self._work, daemon=True)
+
+    def start(self) -> BatchStream:
+        self._thread.start()
+        return self
+
+    def _work(self) -> None:
+        engine = self.engine
+        config = engine._generation_config(self.params, self.batch.max_new_tokens)
+        error: BaseException | None = None
+        try:
+            with engine._lock, torch.inference_mode(), torch.random.fork_rng(devices=engine._rng_devices()):
+                if self.params.seed is not None:
+                    torch.manual_seed(self.params.seed)
+                engine.loaded.model.generate(
+                    **self.batch.inputs, generation_config=config, stopping_criteria=StoppingCriteriaList([self._dispatch])
+                )
+        except BaseException as exc:  # handed to every unfinished row's consumer
+            error = exc
+        self._dispatch.end_all(error)
+
+    def cancel(self) -> None:
+        """Cancel every row."""
+        for row in self.rows:
+            row.cancel()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the shared `generate` call to end."""
+        self._thread.join(timeout)
