@@ -37,3 +37,23 @@ class ImageTokenMismatchError(BiMediX2Error, ValueError):
 
 class ConfigError(BiMediX2Error, ValueError):
     """A configuration file or override is invalid."""
+
+
+class LLMError(BiMediX2Error):
+    """An OpenAI-compatible endpoint failed, refused the request, or gave an unusable reply."""
+
+
+class DataError(BiMediX2Error, ValueError):
+    """A data file or record is malformed; the message names the file, line and record id."""
+
+
+class EvalDataError(BiMediX2Error, ValueError):
+    """An evaluation dataset, task file or results file is missing or malformed; names the path to provide."""
+
+
+class RecordError(BiMediX2Error, ValueError):
+    """A training record is malformed or cannot be turned into a masked token sequence."""
+
+
+class TrainingError(BiMediX2Error):
+    """A training run cannot start or continue (hardware, checkpoint, configuration mismatch)."""
