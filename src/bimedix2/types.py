@@ -17,10 +17,18 @@ RESEARCH_NOTICE_AR = "للاستخدام البحثي فقط: مخرجات هذ�
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image attached to a user message: a file path or raw encoded bytes."""
+    """An image attached to a user message: a file path or raw encoded bytes.
+
+    `window` (DICOM only): a preset name (lung, mediastinum, bone, brain, abdomen) or
+    "CENTRE,WIDTH"; None uses the file's own VOI LUT or window. `frame`: 0-based frame of a
+    multi-frame DICOM (default: the middle one) or page of an animated GIF / multi-page TIFF
+    (default: the first one).
+    """
 
     source: Path | bytes
     name: str = ""
+    window: str | None = None
+    frame: int | None = None
 
     def label(self) -> str:
         """A short name for error messages (never the pixels)."""
