@@ -311,3 +311,209 @@ def _dataset_offset(data: bytes) -> int | None:
             length = int.from_bytes(data[pos + 6 : pos + 8], "little")
             pos += 8 + length
     return pos if pos <= len(data) else None
+
+
+# --- De-identification ----------------------------------------------------------------------
+# No well-kept library on our dependency list implements PS3.15; the Basic Application Level
+# Confidentiality Profile (Table E.1-1, basic-profile column) is held here as keyword lists, backed
+# by catch-all rules (every PN, date/time, non-standard UID and private tag) for attributes not listed.
+
+# Z: type 2 attributes kept present but emptied, so the object stays valid.
+DEID_EMPTY = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "AccessionNumber", "ReferringPhysicianName", "StudyID", "ContentDate", "ContentTime",
+    "ContrastBolusAgent", "PatientOrientation", "Laterality", "ImageLaterality",
+})
+# X: removed.
+DEID_REMOVE = frozenset({
+    "AcquisitionComments", "AcquisitionContextSequence", "AcquisitionDate", "AcquisitionDateTime",
+    "AcquisitionDeviceProcessingDescription", "AcquisitionProtocolDescription", "AcquisitionTime",
+    "ActualHumanPerformersSequence", "AdditionalPatientHistory", "AdmissionID", "AdmittingDate",
+    "AdmittingDiagnosesCodeSequence", "AdmittingDiagnosesDescription", "AdmittingTime", "Allergies",
+    "Arbitrary", "AuthorObserverSequence", "BranchOfService", "CassetteID", "CommentsOnThePerformedProcedureStep",
+    "ConfidentialityConstraintOnPatientDataDescription", "ContentCreatorName", "ContentCreatorIdentificationCodeSequence",
+    "ContributionDescription", "CountryOfResidence", "CurrentPatientLocation", "CurveData", "CurveDate",
+    "CurveTime", "CustodialOrganizationSequence", "DataSetTrailingPadding", "DerivationDescription",
+    "DetectorID", "DeviceSerialNumber", "DeviceDescription", "DigitalSignaturesSequence", "DischargeDiagnosisDescription",
+    "DistributionAddress", "DistributionName", "EthnicGroup", "FillerOrderNumberImagingServiceRequest",
+    "FrameComments", "GantryID", "GeneratorID", "GraphicAnnotationSequence", "HumanPerformerName",
+    "HumanPerformerOrganization", "IconImageSequence", "IdentifyingComments", "ImageComments",
+    "ImagePresentationComments", "ImagingServiceRequestComments", "Impressions", "InstitutionAddress",
+    "InstitutionCodeSequence", "InstitutionName", "InstitutionalDepartmentName", "InsurancePlanIdentification",
+    "IntendedRecipientsOfResultsIdentificationSequence", "InterpretationApproverSequence", "InterpretationAuthor",
+    "InterpretationDiagnosisDescription", "InterpretationIDIssuer", "InterpretationRecorder", "InterpretationText",
+    "InterpretationTranscriber", "IssuerOfAdmissionID", "IssuerOfPatientID", "IssuerOfServiceEpisodeID",
+    "MACParametersSequence", "MedicalAlerts", "MedicalRecordLocator", "MilitaryRank", "ModifiedAttributesSequence",
+    "ModifyingDeviceID", "ModifyingDeviceManufacturer", "NameOfPhysiciansReadingStudy", "NamesOfIntendedRecipientsOfResults",
+    "Occupation", "OperatorIdentificationSequence", "OperatorsName", "OrderCallbackPhoneNumber", "OrderEnteredBy",
+    "OrderEntererLocation", "OriginalAttributesSequence", "OtherPatientIDs", "OtherPatientIDsSequence",
+    "OtherPatientNames", "OverlayComments", "OverlayData", "ParticipantSequence", "PatientAddress", "PatientAge",
+    "PatientBirthName", "PatientBirthTime", "PatientComments", "PatientInstitutionResidence",
+    "PatientInsurancePlanCodeSequence", "PatientMotherBirthName", "PatientPrimaryLanguageCodeSequence",
+    "PatientPrimaryLanguageModifierCodeSequence", "PatientReligiousPreference", "PatientSize", "PatientState",
+    "PatientTelecomInformation", "PatientTelephoneNumbers", "PatientTransportArrangements", "PatientWeight",
+    "PerformedLocation", "PerformedProcedureStepDescription", "PerformedProcedureStepEndDate",
+    "PerformedProcedureStepEndTime", "PerformedProcedureStepID", "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime", "PerformedStationAETitle", "PerformedStationGeographicLocationCodeSequence",
+    "PerformedStationName", "PerformedStationNameCodeSequence", "PerformingPhysicianIdentificationSequence",
+    "PerformingPhysicianName", "PersonAddress", "PersonIdentificationCodeSequence", "PersonName",
+    "PersonTelecomInformation", "PersonTelephoneNumbers", "PhysicianApprovingInterpretation",
+    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "PhysiciansReadingStudyIdentificationSequence",
+    "PlacerOrderNumberImagingServiceRequest", "PlateID", "PreMedication", "PregnancyStatus", "ProtocolName",
+    "ReasonForTheImagingServiceRequest", "ReasonForStudy", "ReferencedDigitalSignatureSequence",
+    "ReferencedPatientAliasSequence", "ReferencedPatientPhotoSequence", "ReferencedPatientSequence",
+    "ReferencedPerformedProcedureStepSequence", "ReferencedSOPInstanceMACSequence", "ReferencedStudySequence",
+    "ReferringPhysicianAddress", "ReferringPhysicianIdentificationSequence", "ReferringPhysicianTelephoneNumbers",
+    "RegionOfResidence", "RequestAttributesSequence", "RequestedContrastAgent", "RequestedProcedureComments",
+    "RequestedProcedureDescription", "RequestedProcedureID", "RequestedProcedureLocation", "RequestingPhysician",
+    "RequestingService", "ResponsibleOrganization", "ResponsiblePerson", "ResultsComments", "ResultsDistributionListSequence",
+    "ResultsIDIssuer", "ReviewerName", "ScheduledHumanPerformersSequence", "ScheduledPatientInstitutionResidence",
+    "ScheduledPerformingPhysicianIdentificationSequence", "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepDescription", "ScheduledProcedureStepEndDate", "ScheduledProcedureStepEndTime",
+    "ScheduledProcedureStepID", "ScheduledProcedureStepLocation", "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime", "ScheduledStationAETitle", "ScheduledStationGeographicLocationCodeSequence",
+    "ScheduledStationName", "ScheduledStationNameCodeSequence", "ScheduledStudyLocation", "ScheduledStudyLocationAETitle",
+    "SeriesDate", "SeriesDescription", "SeriesTime", "ServiceEpisodeDescription", "ServiceEpisodeID", "SmokingStatus",
+    "SourceImageSequence", "SpecialNeeds", "StationName", "StudyComments", "StudyDescription", "StudyIDIssuer",
+    "TextComments", "TextString", "TopicAuthor", "TopicKeywords", "TopicSubject", "TopicTitle", "VerifyingObserverName",
+    "VerifyingObserverIdentificationCodeSequence", "VerifyingObserverSequence", "VerifyingOrganization",
+    "VisitComments", "InstanceCreationDate", "InstanceCreationTime", "ContentSequence", "DateTime", "Date", "Time",
+    "EncryptedAttributesSequence", "StudyArrivalDate", "StudyArrivalTime", "StudyCompletionDate", "StudyCompletionTime",
+    "StudyVerifiedDate", "StudyVerifiedTime", "StudyReadDate", "StudyReadTime", "LastMenstrualDate",
+})
+_DEID_METHOD = "PS3.15 E.1.1 Basic Profile (bimedix2)"  # LO: 64 characters at most
+
+
+@dataclass(frozen=True)
+class DeidReport:
+    """What `deidentify` changed (attribute keywords only, never values) and burned-in-text flags.
+
+    `burned_in_annotation` / `recognizable_visual_features`: the file's (0028,0301) and
+    (0028,0302) values ('YES', 'NO') or None when absent. `pixels_need_review` is True unless the
+    file states BurnedInAnnotation NO: this function does not clean text burned into pixels.
+    """
+
+    removed: tuple[str, ...]
+    emptied: tuple[str, ...]
+    uids_replaced: int
+    private_removed: int
+    burned_in_annotation: str | None
+    recognizable_visual_features: str | None
+
+    @property
+    def pixels_need_review(self) -> bool:
+        """True unless the file says no text is burned into its pixels."""
+        return self.burned_in_annotation != "NO"
+
+    def summary(self) -> str:
+        """One line for a log or a report (keywords and counts only)."""
+        flag = self.burned_in_annotation or "absent"
+        review = "pixel data needs review for burned-in text" if self.pixels_need_review else "no burned-in text declared"
+        return (
+            f"removed {len(self.removed)} attribute(s), emptied {len(self.emptied)}, replaced {self.uids_replaced} UID(s), "
+            f"removed {self.private_removed} private tag(s); BurnedInAnnotation {flag}: {review}"
+        )
+
+
+def deidentify(dataset, *, uid_secret: bytes | None = None):  # noqa: ANN001, ANN201 - pydicom Dataset in and out
+    """Apply the PS3.15 basic confidentiality profile to a copy of `dataset`; return (copy, DeidReport).
+
+    Names, IDs, dates/times, institution and device identifiers, free-text comments and
+    private tags are removed or emptied (type 2 attributes are kept empty), also inside
+    sequences; instance UIDs are replaced by UIDs derived from `uid_secret` (pass the same
+    secret for every file of a study to keep them linked; None uses a random one). Pixel data
+    is not changed: check `report.pixels_need_review` for burned-in text.
+    """
+    import copy
+    import os
+
+    from pydicom.uid import UID, generate_uid
+
+    ds = copy.deepcopy(dataset)
+    secret = (uid_secret if uid_secret is not None else os.urandom(16)).hex()
+    removed: set[str] = set()
+    emptied: set[str] = set()
+    uids: dict[str, str] = {}
+
+    def new_uid(value: str) -> str:
+        if value not in uids:
+            uids[value] = str(generate_uid(entropy_srcs=[secret, value]))
+        return uids[value]
+
+    def visit(parent, elem) -> None:  # noqa: ANN001
+        keyword = elem.keyword or ""
+        group = elem.tag.group
+        if elem.tag.is_private:
+            return  # removed below by remove_private_tags
+        if keyword in DEID_EMPTY:
+            if elem.VR == "SQ":
+                elem.value = []
+            else:
+                elem.value = None
+            emptied.add(keyword)
+        elif keyword in DEID_REMOVE or 0x5000 <= group <= 0x50FF or (0x6000 <= group <= 0x60FF and elem.tag.element in (0x3000, 0x4000)):
+            del parent[elem.tag]
+            removed.add(keyword or str(elem.tag))
+        elif elem.VR == "PN":
+            elem.value = None
+            emptied.add(keyword or str(elem.tag))
+        elif elem.VR in ("DA", "DT", "TM"):
+            del parent[elem.tag]
+            removed.add(keyword or str(elem.tag))
+        elif elem.VR == "UI" and elem.value:
+            values = list(elem.value) if elem.VM > 1 else [elem.value]
+            fresh = [v if UID(str(v)).name != str(v) else new_uid(str(v)) for v in values]  # keep registered class UIDs
+            elem.value = fresh if elem.VM > 1 else fresh[0]
+
+    burned_in = _flag(dataset, "BurnedInAnnotation")
+    visual = _flag(dataset, "RecognizableVisualFeatures")
+    private_before = _count_private(ds)
+    ds.walk(visit, recursive=True)
+    ds.remove_private_tags()
+    if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid(str(ds.file_meta.MediaStorageSOPInstanceUID))
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = _DEID_METHOD
+    ds.DeidentificationMethodCodeSequence = [_code("113100", "Basic Application Confidentiality Profile")]
+    report = DeidReport(tuple(sorted(removed)), tuple(sorted(emptied)), len(uids), private_before, burned_in, visual)
+    return ds, report
+
+
+def deidentify_file(source, destination, *, uid_secret: bytes | None = None, max_bytes: int = 1 << 30) -> DeidReport:  # noqa: ANN001
+    """De-identify a DICOM file into `destination` (never in place); return the report."""
+    from pathlib import Path
+
+    src, dst = Path(source), Path(destination)
+    if src.resolve() == dst.resolve():
+        raise ImageError(f"{src}: de-identification writes a new file; give a different destination")
+    ds = read_dataset(src.read_bytes(), str(src), max_bytes)
+    clean, report = deidentify(ds, uid_secret=uid_secret)
+    tmp = dst.with_name(dst.name + ".partial")
+    with quiet_pydicom():
+        clean.save_as(tmp, enforce_file_format=True)
+    tmp.replace(dst)
+    return report
+
+
+def _flag(ds, keyword: str) -> str | None:  # noqa: ANN001
+    value = ds.get(keyword)
+    return str(value).strip().upper() or None if value is not None else None
+
+
+def _count_private(ds) -> int:  # noqa: ANN001
+    count = 0
+
+    def visit(_parent, elem) -> None:  # noqa: ANN001
+        nonlocal count
+        count += elem.tag.is_private
+
+    ds.walk(visit, recursive=True)
+    return count
+
+
+def _code(value: str, meaning: str):  # noqa: ANN202
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
