@@ -9,7 +9,7 @@ from typing import TextIO
 
 from ..errors import BiMediX2Error
 from ..types import RESEARCH_NOTICE, ImageRef, Message
-from .options import add_generation_options, add_model_options, gen_params, load_options
+from .options import add_generation_options, add_image_options, add_model_options, gen_params, load_options
 
 CHAT_HELP = """Commands:
   /image PATH [PATH ...]  attach image(s) to your next message
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask = subparsers.add_parser("ask", help="ask one question (optionally about images); streams the answer")
     add_model_options(ask)
     add_generation_options(ask)
+    add_image_options(ask)
     ask.add_argument("--image", "-i", action="append", default=[], type=Path, help="image file (repeatable)")
     ask.add_argument("question", help="the question, in English or Arabic")
     ask.set_defaults(func=run_ask)
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chat = subparsers.add_parser("chat", help="interactive multi-turn chat; /image attaches images")
     add_model_options(chat)
     add_generation_options(chat)
+    add_image_options(chat)
     chat.set_defaults(func=run_chat)
 
 
@@ -54,7 +56,7 @@ def run_ask(args: argparse.Namespace) -> int:
     if not args.question.strip():
         raise SystemExit("bimedix2: error: the question is empty")
     engine = _engine(args)
-    images = tuple(ImageRef(path) for path in args.image)
+    images = tuple(ImageRef(path, window=args.window, frame=args.frame) for path in args.image)
     _stream_reply(engine, [Message("user", args.question, images)], args, sys.stdout)
     return 0
 
@@ -94,7 +96,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 print(f"error: {NO_VISION_HINT.format(name=engine.loaded.info.name)}", file=sys.stderr)
                 continue
             try:
-                refs = [ImageRef(Path(p)) for p in paths]
+                refs = [ImageRef(Path(p), window=args.window, frame=args.frame) for p in paths]
                 for ref in refs:
                     load_image(ref, engine.limits)  # fail now, not after the question is typed
             except BiMediX2Error as exc:

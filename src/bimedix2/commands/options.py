@@ -45,6 +45,44 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
                        help="do not ask the model to answer in the language of the question")
 
 
+def _window(text: str) -> str:
+    from ..dicom import parse_window
+    from ..errors import ImageError
+
+    try:
+        parse_window(text)
+    except ImageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _frame(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame must be a whole number, got {text[:20]!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"frame must be 0 or more, got {value}")
+    return value
+
+
+def add_image_options(parser: argparse.ArgumentParser) -> None:
+    """--window and --frame, applied to every image the command reads."""
+    from ..dicom import WINDOW_PRESETS
+
+    group = parser.add_argument_group("images")
+    group.add_argument(
+        "--window", type=_window, default=None, metavar="PRESET",
+        help=f"DICOM greyscale window: {', '.join(WINDOW_PRESETS)} or CENTRE,WIDTH such as 40,400 "
+             "(default: the file's own VOI LUT or window, else the full range)",
+    )
+    group.add_argument(
+        "--frame", type=_frame, default=None, metavar="N",
+        help="0-based frame of a multi-frame DICOM (default: the middle one) or page of an animated GIF / "
+             "multi-page TIFF (default: the first)",
+    )
+
+
 def load_options(args: argparse.Namespace):  # noqa: ANN201 - returns LoadOptions (lazy import)
     """LoadOptions from parsed arguments."""
     from ..model.loader import LoadOptions
