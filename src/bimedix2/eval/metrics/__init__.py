@@ -1,0 +1,1 @@
+"""Pure metric functions (no model, no I/O): VQA, text generation, MCQ, judge scores."""

@@ -1,0 +1,94 @@
+"""Report generation / summarization metrics: BLEU-1, BLEU-4, ROUGE-L, METEOR.
+
+BLEU and ROUGE-L follow MultiMedEval's `ReportComparison` (multimedeval/task_families.py:
+torchmetrics `BLEUScore(n_gram=1|4)` and `ROUGEScore(rouge_keys=("rougeL", ...))` F-measure,
+per sample, then averaged). METEOR is NLTK's `meteor_score` on `word_tokenize(text,
+preserve_line=True)` tokens (no punkt needed), with WordNet from `nltk_setup`. Arabic text
+is folded by `normalize_arabic` first (a no-op on English).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+from .normalize import normalize_arabic
+
+TEXT_METRICS = ("bleu1", "bleu4", "rougeL", "meteor")
+
+
+@lru_cache(maxsize=1)
+def _scorers():  # noqa: ANN202
+    from torchmetrics.text import BLEUScore, ROUGEScore
+
+    return BLEUScore(n_gram=1), BLEUScore(n_gram=4), ROUGEScore(rouge_keys=("rougeL",))
+
+
+def bleu(prediction: str, reference: str, n: int) -> float:
+    """Sentence BLEU-n (uniform weights, brevity penalty, no smoothing) via torchmetrics."""
+    b1, b4, _ = _scorers()
+    scorer = {1: b1, 4: b4}[n]
+    return float(scorer([normalize_arabic(prediction)], [[normalize_arabic(reference)]]).item())
+
+
+class _UnicodeTokenizer:
+    """Lower-cased \\w+ tokens in any script (rouge_score's default keeps only [a-z0-9])."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return _WORD.findall(text.lower())
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_ARABIC = re.compile(r"[\u0600-\u06FF]")
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F-measure: torchmetrics as MultiMedEval for Latin text; rouge_score with a Unicode
+    tokenizer when either text has Arabic letters (both default tokenizers drop non-ASCII words)."""
+    pred, ref = normalize_arabic(prediction), normalize_arabic(reference)
+    if _ARABIC.search(pred) or _ARABIC.search(ref):
+        from rouge_score.rouge_scorer import RougeScorer
+
+        return float(RougeScorer(["rougeL"], tokenizer=_UnicodeTokenizer()).score(ref, pred)["rougeL"].fmeasure)
+    _, _, rouge = _scorers()
+    return float(rouge([pred], [[ref]])["rougeL_fmeasure"].item())
+
+
+def tokenize(text: str) -> list[str]:
+    """NLTK word tokens, lower-cased; `preserve_line=True` skips punkt sentence splitting."""
+    from nltk.tokenize import word_tokenize
+
+    return word_tokenize(normalize_arabic(text).lower(), preserve_line=True)
+
+
+def meteor(prediction: str, reference: str) -> float:
+    """NLTK METEOR (alpha 0.9, beta 3, gamma 0.5; exact, stem and WordNet-synonym matches)."""
+    from nltk.translate.meteor_score import meteor_score
+
+    from ..nltk_setup import ensure_nltk_data
+
+    ensure_nltk_data()
+    hyp, ref = tokenize(prediction), tokenize(reference)
+    if not hyp or not ref:
+        return 0.0
+    return float(meteor_score([ref], hyp))
+
+
+def score_text(prediction: str, reference: str) -> dict[str, float]:
+    """Every text metric for one sample."""
+    return {
+        "bleu1": bleu(prediction, reference, 1),
+        "bleu4": bleu(prediction, reference, 4),
+        "rougeL": rouge_l(prediction, reference),
+        "meteor": meteor(prediction, reference),
+    }
+
+
+def aggregate_text(per_sample: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over samples."""
+    if not per_sample:
+        return {name: 0.0 for name in TEXT_METRICS} | {"n": 0.0}
+    out = {name: sum(s[name] for s in per_sample) / len(per_sample) for name in TEXT_METRICS}
+    out["n"] = float(len(per_sample))
+    return out
