@@ -285,28 +285,69 @@ class TextStream:
             self._tokens.end()
 
     def __iter__(self) -> Iterator[str]:
-        ids: list[int] = []
+        detok = _IncrementalDetokenizer(self.engine.loaded.tokenizer)
+        text = ""  # generated text so far (stop tokens excluded)
         emitted = ""
         stops = set(self.engine.stop_token_ids)
+        stopped = False
+        all_ids: list[int] = []
         while True:
             step = self._tokens.queue.get()
             if step is None:
                 break
-            ids.extend(step)
-            if any(t in stops for t in step):
-                continue  # generation is over; the final decode below flushes
-            text, _, _ = self.engine.decode(ids, self.params)
-            visible = text[: len(text) - _held_back(text, self.params.stop)]
+            all_ids.extend(step)
+            if stopped:
+                continue
+            for token in step:
+                if token in stops:
+                    stopped = True  # generation is over; the final decode below flushes
+                    break
+                text += detok.add(token)
+            if stopped:
+                continue
+            cut = _cut_at_stop(text, self.params.stop)
+            visible = text[:cut] if cut is not None else text[: len(text) - _held_back(text, self.params.stop)]
             if len(visible) > len(emitted) and visible.startswith(emitted):
                 yield visible[len(emitted) :]
                 emitted = visible
-        self._thread.join()
+        self._wait_for_generation()
         if self._error is not None:
             raise self._error
-        reply = self.engine._finish(torch.tensor(ids, dtype=torch.long), self.batch, 0, self.params)
-        if reply.text.startswith(emitted) and len(reply.text) > len(emitted):
+        reply = self.engine._finish(torch.tensor(all_ids, dtype=torch.long), self.batch, 0, self.params)
+        if not reply.text.startswith(emitted):  # cannot happen for prefix-stable decoders; never hide it
+            raise RuntimeError("streamed text diverged from the final decode")
+        if len(reply.text) > len(emitted):
             yield reply.text[len(emitted) :]
         self.reply = reply
+
+    def _wait_for_generation(self) -> None:
+        self._thread.join()
+
+
+class _IncrementalDetokenizer:
+    """Text deltas per token in O(1) decode work per step (the prefix/read-offset scheme vLLM uses).
+
+    Decoding a short window that starts a few tokens back keeps SentencePiece's leading-space
+    handling and multi-token UTF-8 characters right; a delta ending in U+FFFD waits for more bytes.
+    """
+
+    def __init__(self, tokenizer) -> None:  # noqa: ANN001
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        prefix = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        full = self._decode(self.ids[self.prefix_offset :])
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            return full[len(prefix) :]
+        return ""
 
 
 # ------------------------------------------------------------------------------ batched streaming
@@ -399,29 +440,8 @@ class RowStream(TextStream):
         self._done.set()
         self._tokens.end()
 
-    def __iter__(self) -> Iterator[str]:
-        # TextStream.__iter__ joins its own generate thread; a row must finish without waiting for the batch.
-        ids: list[int] = []
-        emitted = ""
-        stops = set(self.engine.stop_token_ids)
-        while True:
-            step = self._tokens.queue.get()
-            if step is None:
-                break
-            ids.extend(step)
-            if any(t in stops for t in step):
-                continue
-            text, _, _ = self.engine.decode(ids, self.params)
-            visible = text[: len(text) - _held_back(text, self.params.stop)]
-            if len(visible) > len(emitted) and visible.startswith(emitted):
-                yield visible[len(emitted) :]
-                emitted = visible
-        if self._error is not None:
-            raise self._error
-        reply = self.engine._finish(torch.tensor(ids, dtype=torch.long), self.batch, 0, self.params)
-        if reply.text.startswith(emitted) and len(reply.text) > len(emitted):
-            yield reply.text[len(emitted) :]
-        self.reply = reply
+    def _wait_for_generation(self) -> None:
+        pass  # the shared BatchStream thread generates; a row finishes without waiting for the batch
 
 
 class BatchStream:
