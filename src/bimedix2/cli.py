@@ -17,6 +17,7 @@ from .errors import BiMediX2Error
 COMMAND_MODULES = (
     "bimedix2.commands.chat",
     "bimedix2.commands.model",
+    "bimedix2.commands.serve",
 )
 
 

@@ -1,0 +1,202 @@
+"""Dynamic batching: a bounded queue of chat requests, grouped into one `generate` call at a time.
+
+One scheduler thread owns the engine. When it is free it takes the oldest waiting request plus
+every waiting request that can share its sampling settings (up to `max_batch_size`, waiting
+`batch_window_s` for stragglers), prepares each one on its own (so one bad image fails only
+its own request), and streams them together through `Engine.stream_batch`. Rows finish and
+answer independently; a cancelled row (client gone, timeout) stops at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import Engine, RowStream
+from ..types import GenParams, Message, Reply
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(RuntimeError):
+    """The request queue is full; the client should retry later (HTTP 429)."""
+
+
+@dataclass
+class Job:
+    """One chat request travelling through the scheduler; events go to the caller's asyncio loop."""
+
+    messages: Sequence[Message]
+    params: GenParams
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    arrived: float = field(default_factory=time.monotonic)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    row: RowStream | None = None
+
+    def key(self) -> tuple[Any, ...]:
+        """Requests with equal keys can share one generate call (seeded ones run alone, to stay reproducible)."""
+        p = self.params
+        if p.seed is not None:
+            return ("seed", id(self))
+        return ("sample", p.temperature, p.top_p) if p.sampling else ("greedy",)
+
+    def emit(self, kind: str, value: object = None) -> None:
+        """Hand an event ("start", "text", "done", "error") to the waiting request handler."""
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+    def cancel(self) -> None:
+        """Stop this request: skipped if still queued, stopped at the next token if running."""
+        self.cancelled.set()
+        row = self.row
+        if row is not None:
+            row.cancel()
+
+
+@dataclass
+class Stats:
+    """Counters for /health and tests (no request content)."""
+
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    generated_tokens: int = 0
+
+
+class Batcher:
+    """Owns the engine; `submit` queues a job, the scheduler thread batches and runs jobs."""
+
+    def __init__(self, engine: Engine, *, max_batch_size: int = 8, max_queue: int = 64, batch_window_s: float = 0.02):
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.batch_window_s = batch_window_s
+        self.stats = Stats()
+        self.running = 0
+        self._queue: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="bimedix2-batcher", daemon=True)
+
+    def start(self) -> Batcher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work, cancel whatever is queued or running, and join the scheduler thread."""
+        with self._cond:
+            self._stopping = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in pending:
+            job.cancel()
+            job.emit("error", RuntimeError("the server is shutting down"))
+        self._thread.join(timeout)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, messages: Sequence[Message], params: GenParams) -> Job:
+        """Queue a request; raises `QueueFullError` when `max_queue` requests are already waiting."""
+        job = Job(messages, params, asyncio.get_running_loop())
+        with self._cond:
+            if self._stopping:
+                raise QueueFullError("the server is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFullError(f"the request queue is full ({self.max_queue} waiting); retry shortly")
+            self._queue.append(job)
+            self._cond.notify_all()
+        return job
+
+    # ------------------------------------------------------------------------------ scheduler
+    def _take(self) -> list[Job]:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return []
+            deadline = time.monotonic() + self.batch_window_s
+            key = self._queue[0].key()
+            while True:
+                same = [j for j in self._queue if j.key() == key]
+                remaining = deadline - time.monotonic()
+                if len(same) >= self.max_batch_size or remaining <= 0 or self._stopping:
+                    break
+                self._cond.wait(remaining)
+            jobs = same[: self.max_batch_size]
+            for job in jobs:
+                self._queue.remove(job)
+            return jobs
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            jobs = self._take()
+            if jobs:
+                self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> None:
+        live: list[Job] = []
+        prepared = []
+        for job in jobs:
+            if job.cancelled.is_set():
+                self.stats.cancelled += 1
+                continue
+            try:
+                prepared.append(self.engine.prepare([job.messages], job.params))
+                live.append(job)
+            except Exception as exc:  # the handler maps toolkit errors to 4xx, anything else to 500
+                self.stats.failed += 1
+                job.emit("error", exc)
+        if not live:
+            return
+        try:
+            batch = self.engine.stream_batch(prepared, [j.params for j in live])
+        except Exception as exc:
+            for job in live:
+                self.stats.failed += 1
+                job.emit("error", exc)
+            return
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(live))
+        self.running = len(live)
+        forwarders = []
+        for job, row in zip(live, batch.rows, strict=True):
+            job.row = row
+            if job.cancelled.is_set():
+                row.cancel()
+            forwarder = threading.Thread(target=self._forward, args=(job, row), daemon=True)
+            forwarder.start()
+            forwarders.append(forwarder)
+        batch.join()
+        for forwarder in forwarders:
+            forwarder.join()
+        self.running = 0
+        if log.isEnabledFor(logging.INFO):
+            log.info("batch of %d done", len(live))
+
+    def _forward(self, job: Job, row: RowStream) -> None:
+        try:
+            job.emit("start")
+            for piece in row:
+                job.emit("text", piece)
+            reply: Reply | None = row.reply
+            assert reply is not None
+            if job.cancelled.is_set():
+                self.stats.cancelled += 1
+            else:
+                self.stats.completed += 1
+            self.stats.generated_tokens += reply.completion_tokens
+            job.emit("done", reply)
+        except Exception as exc:
+            self.stats.failed += 1
+            job.emit("error", exc)

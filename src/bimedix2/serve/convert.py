@@ -1,0 +1,146 @@
+"""OpenAI request -> toolkit dataclasses (Messages, ImageRefs, GenParams), with clear 4xx errors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ..types import GenParams, ImageRef, Message
+from .config import ServeConfig
+from .protocol import ChatCompletionRequest, ImagePart
+
+DATA_URL_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/dicom", "image/dicom")
+
+
+class RequestError(ValueError):
+    """A request the server refuses; `status` is the HTTP code, `code`/`param` go into the error body."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.param = param
+
+
+def to_gen_params(req: ChatCompletionRequest, config: ServeConfig) -> GenParams:
+    """Decoding settings; the released defaults (temperature 0.1) where the request says nothing."""
+    defaults = GenParams()
+    max_tokens = req.max_completion_tokens or req.max_tokens or config.default_max_tokens
+    return GenParams(
+        max_new_tokens=max_tokens,
+        temperature=defaults.temperature if req.temperature is None else req.temperature,
+        top_p=defaults.top_p if req.top_p is None else req.top_p,
+        seed=req.seed,
+        stop=req.stop_list(),
+        steer_language=config.steer_language if req.steer_language is None else req.steer_language,
+    )
+
+
+def to_messages(req: ChatCompletionRequest, config: ServeConfig) -> tuple[Message, ...]:
+    """Messages with images decoded to bytes; `developer` is treated as `system` (OpenAI's newer name)."""
+    out: list[Message] = []
+    for i, msg in enumerate(req.messages):
+        role = "system" if msg.role == "developer" else msg.role
+        param = f"messages[{i}].content"
+        if msg.content is None:
+            raise RequestError(f"{param}: content is missing", param=param)
+        if isinstance(msg.content, str):
+            out.append(Message(role, msg.content))  # type: ignore[arg-type]
+            continue
+        texts: list[str] = []
+        images: list[ImageRef] = []
+        for j, part in enumerate(msg.content):
+            if isinstance(part, ImagePart):
+                if role != "user":
+                    raise RequestError(f"{param}[{j}]: only user messages can carry images", param=f"{param}[{j}]")
+                images.append(image_ref(part.image_url.url, f"{param}[{j}]", req, config))
+            else:
+                texts.append(part.text)
+        out.append(Message(role, "\n".join(texts), tuple(images)))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def image_ref(url: str, param: str, req: ChatCompletionRequest, config: ServeConfig) -> ImageRef:
+    """An ImageRef for a data: URL, or a file:// URL under an allowed directory."""
+    if url.startswith("data:"):
+        data = _decode_data_url(url, param, config)
+        source: Path | bytes = data
+    elif url.startswith("file:"):
+        source = _local_file(url, param, config)
+    elif url.startswith(("http:", "https:")):
+        raise RequestError(
+            f"{param}: remote image URLs are not fetched by this server; send the image as a data: URL",
+            param=param,
+            code="unsupported_image_url",
+        )
+    else:
+        raise RequestError(f"{param}: image_url must be a data: URL (or file:// where allowed)", param=param)
+    extra: dict[str, object] = {}
+    if req.dicom_window is not None:
+        extra["window"] = req.dicom_window
+    if req.dicom_frame is not None:
+        extra["frame"] = req.dicom_frame
+    names = {f.name for f in dataclasses.fields(ImageRef)}
+    missing = set(extra) - names
+    if missing:
+        raise RequestError(
+            f"dicom_{'/dicom_'.join(sorted(missing))}: this build's image reader has no DICOM window/frame options",
+            param=f"dicom_{sorted(missing)[0]}",
+        )
+    return ImageRef(source, param, **extra)  # type: ignore[arg-type]
+
+
+def _decode_data_url(url: str, param: str, config: ServeConfig) -> bytes:
+    header, sep, payload = url.partition(",")
+    if not sep:
+        raise RequestError(f"{param}: malformed data: URL (no comma)", param=param, code="invalid_image")
+    meta = header[5:].split(";")
+    media_type = meta[0].strip().lower()
+    if "base64" not in (m.strip().lower() for m in meta[1:]):
+        raise RequestError(f"{param}: data: URL must be base64-encoded", param=param, code="invalid_image")
+    if media_type not in DATA_URL_TYPES:
+        raise RequestError(
+            f"{param}: unsupported image type {media_type or '(none)'}; use image/png, image/jpeg or application/dicom",
+            param=param,
+            code="invalid_image",
+        )
+    if len(payload) * 3 // 4 > config.max_image_bytes + 3:
+        raise RequestError(
+            f"{param}: image is about {len(payload) * 3 // 4} bytes, over the limit of {config.max_image_bytes} bytes",
+            status=413,
+            param=param,
+            code="image_too_large",
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"{param}: image data is not valid base64", param=param, code="invalid_image") from None
+
+
+def _local_file(url: str, param: str, config: ServeConfig) -> Path:
+    if not config.local_image_dirs:
+        raise RequestError(
+            f"{param}: file:// image URLs are disabled on this server (start it with --allow-local-images DIR)",
+            status=403,
+            param=param,
+            code="local_files_disabled",
+        )
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise RequestError(f"{param}: file:// URL must be local (file:///path)", param=param)
+    path = Path(unquote(parsed.path)).resolve()
+    if not any(path.is_relative_to(d.resolve()) for d in config.local_image_dirs):
+        raise RequestError(
+            f"{param}: {path} is outside the directories this server may read images from",
+            status=403,
+            param=param,
+            code="local_file_forbidden",
+        )
+    if path.is_file() and path.stat().st_size > config.max_image_bytes:
+        raise RequestError(
+            f"{param}: image file is over the limit of {config.max_image_bytes} bytes", status=413, param=param
+        )
+    return path

@@ -1,0 +1,108 @@
+"""GPU-scale serving through vLLM's OpenAI server, with BiMediX2's chat template.
+
+vLLM is CUDA-only, so this module only *builds* the launch command and writes the template
+file; `bimedix2 serve-vllm` (or `bimedix2 serve --engine vllm`) then execs it on a GPU host.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..conversation import BIMEDIX2_LLAMA3, BUILTIN_TEMPLATES
+from ..errors import ConfigError
+from ..types import GenParams
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    """What the vLLM launch needs. `model` must be a transformers Llava checkpoint (e.g. BiMediX2-8B-hf)."""
+
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    served_model_name: str | None = None
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = 4096
+    dtype: str = "auto"
+    gpu_memory_utilization: float | None = None
+    allowed_local_media_path: str | None = None  # file:// image URLs only under this directory
+    template: str = BIMEDIX2_LLAMA3.name
+    max_images_per_prompt: int = 8
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+
+def write_template(path: Path, template: str = BIMEDIX2_LLAMA3.name) -> Path:
+    """Write a built-in chat template (Jinja, Hugging Face dialect) where vLLM's --chat-template reads it."""
+    if template not in BUILTIN_TEMPLATES:
+        raise ConfigError(f"unknown chat template {template!r}; built-in: {', '.join(BUILTIN_TEMPLATES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BUILTIN_TEMPLATES[template].jinja, encoding="utf-8")
+    return path
+
+
+def check_model(model: str) -> None:
+    """Refuse checkpoints vLLM cannot load: the original llava_llama layout needs `bimedix2 convert` first."""
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        return  # a Hub id: vLLM resolves it itself
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type == "llava_llama":
+        raise ConfigError(
+            f"{model} is an original LLaVA (llava_llama) checkpoint, which vLLM cannot load; convert it once with "
+            f"`bimedix2 convert {model} OUT_DIR` and serve OUT_DIR (or use MBZUAI/BiMediX2-8B-hf)"
+        )
+
+
+def build_command(options: VllmOptions, template_path: Path) -> list[str]:
+    """argv for `vllm serve` with our template, decoding defaults, parallelism and limits.
+
+    The API key is never an argument (it would show in `ps`): `launch_env` passes it as $VLLM_API_KEY.
+    """
+    if options.tensor_parallel_size < 1:
+        raise ConfigError("tensor_parallel_size must be at least 1")
+    defaults = GenParams()
+    cmd = [
+        "vllm", "serve", options.model,
+        "--host", options.host,
+        "--port", str(options.port),
+        "--served-model-name", options.served_model_name or options.model,
+        "--chat-template", str(template_path),
+        "--chat-template-content-format", "openai",
+        "--tensor-parallel-size", str(options.tensor_parallel_size),
+        "--dtype", options.dtype,
+        "--limit-mm-per-prompt", json.dumps({"image": options.max_images_per_prompt}),
+        # the checkpoint's generation_config (its eos ids incl. <|eot_id|>), with the released temperature
+        "--generation-config", "auto",
+        "--override-generation-config", json.dumps({"temperature": defaults.temperature}),
+    ]
+    if options.max_model_len:
+        cmd += ["--max-model-len", str(options.max_model_len)]
+    if options.gpu_memory_utilization is not None:
+        cmd += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
+    if options.allowed_local_media_path:
+        cmd += ["--allowed-local-media-path", options.allowed_local_media_path]
+    cmd += list(options.extra_args)
+    return cmd
+
+
+def launch_env(environ: Mapping[str, str], api_key: str | None) -> dict[str, str]:
+    """The environment for the vLLM process: $VLLM_API_KEY set from our key when there is one."""
+    env = dict(environ)
+    if api_key:
+        env["VLLM_API_KEY"] = api_key
+    return env
+
+
+def printable(cmd: list[str]) -> str:
+    """The command as one shell line."""
+    return shlex.join(cmd)
+
+
+def vllm_available() -> bool:
+    """Whether the vllm package is importable here."""
+    return importlib.util.find_spec("vllm") is not None
