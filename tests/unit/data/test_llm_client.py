@@ -7,16 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.fakes.openai_server import FakeOpenAIServer
 
 from bimedix2.errors import ConfigError, LLMError
 from bimedix2.llm_client import LLMClient, LLMConfig, parse_json_reply
-from tests.fakes.openai_server import FakeOpenAIServer
 
 MSG = [{"role": "user", "content": "What is anaemia?"}]
 
 
 def cfg(server: FakeOpenAIServer, **kw) -> LLMConfig:
-    base = dict(base_url=server.base_url, model="fake", backoff_base_s=0.001, backoff_max_s=0.01, timeout_s=5.0)
+    base = dict(
+        base_url=server.base_url, model="fake", backoff_base_s=0.001, backoff_max_s=0.01, timeout_s=5.0
+    )
     base.update(kw)
     return LLMConfig(**base)
 
@@ -27,7 +29,9 @@ def run(coro):
 
 def test_chat_returns_reply_and_accounts_tokens_and_cost(fake_server: FakeOpenAIServer) -> None:
     async def go():
-        async with LLMClient(cfg(fake_server, prompt_price_per_mtok=1e6, completion_price_per_mtok=2e6)) as llm:
+        async with LLMClient(
+            cfg(fake_server, prompt_price_per_mtok=1e6, completion_price_per_mtok=2e6)
+        ) as llm:
             reply = await llm.chat(MSG)
             return reply, llm.usage
 

@@ -1,0 +1,260 @@
+"""Streaming record I/O: JSONL (the pipeline's format), LLaVA JSON arrays, Parquet and HF datasets.
+
+Readers are generators (memory stays flat over 1.6M records); writers write to a temporary
+file in the same folder and rename it into place, so a crash never leaves a half-written
+output. Text is written as UTF-8 with ``ensure_ascii=False`` and is never normalised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import DataError
+from .schema import Record, record_from_json, record_to_json, validate_record
+
+
+def iter_json_objects(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank JSONL line; ``DataError`` names a bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with path.open("r", encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
+
+
+def iter_records(path: str | Path) -> Iterator[Record]:
+    """Records of a JSONL file (or a LLaVA ``.json`` array, which is loaded whole), in file order."""
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: cannot read JSON array ({exc})") from exc
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON array of records")
+        for i, obj in enumerate(data):
+            yield record_from_json(obj, f"{path}[{i}]")
+        return
+    if path.suffix == ".parquet":
+        yield from iter_parquet(path)
+        return
+    for line_no, obj in iter_json_objects(path):
+        yield record_from_json(obj, f"{path}:{line_no}")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dumps_record(record: Record) -> str:
+    """One JSONL line (no newline), UTF-8 text kept as is."""
+    return json.dumps(record_to_json(record), ensure_ascii=False)
+
+
+def write_jsonl(records: Iterable[Record], path: str | Path) -> int:
+    """Write records atomically as JSONL; returns how many were written."""
+    count = 0
+    with atomic_writer(path) as fh:
+        for record in records:
+            fh.write(dumps_record(record) + "\n")
+            count += 1
+    return count
+
+
+# ---- Parquet / Hugging Face datasets ------------------------------------------------------------
+
+
+def _arrow_schema():  # noqa: ANN202 - pyarrow imported lazily
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("images", pa.list_(pa.string())),
+            ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))),
+            ("language", pa.string()),
+            ("source", pa.string()),
+            ("task", pa.string()),
+            ("modality", pa.string()),
+            ("split", pa.string()),
+            ("provenance", pa.string()),  # JSON text: its keys differ between sources
+        ]
+    )
+
+
+def _arrow_row(record: Record) -> dict[str, Any]:
+    row = record_to_json(record)
+    row.pop("image", None)
+    row["images"] = list(record.images)
+    row["provenance"] = json.dumps(dict(record.provenance), ensure_ascii=False, sort_keys=True)
+    return row
+
+
+def write_parquet(records: Iterable[Record], path: str | Path, batch_size: int = 10_000) -> int:
+    """Write records to Parquet in batches (memory bounded), atomically; returns the count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema()
+    count = 0
+    with atomic_writer(path, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.append(_arrow_row(record))
+            count += 1
+            if len(batch) >= batch_size:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch or count == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return count
+
+
+def iter_parquet(path: str | Path, batch_size: int = 4096) -> Iterator[Record]:
+    """Records of a Parquet file written by ``write_parquet``, streamed batch by batch."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(str(path))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read Parquet ({exc})") from exc
+    index = 0
+    for batch in parquet.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            obj = dict(row)
+            obj["image"] = obj.pop("images") or None
+            obj["provenance"] = json.loads(obj["provenance"] or "{}")
+            yield record_from_json(obj, f"{path}[{index}]")
+            index += 1
+
+
+def load_hf_dataset(path: str | Path):  # noqa: ANN201 - datasets imported lazily
+    """A Hugging Face ``datasets.Dataset`` (memory-mapped Arrow) over a JSONL or Parquet record file."""
+    import datasets
+
+    path = Path(path)
+    if path.suffix != ".parquet":
+        parquet = path.with_suffix(".parquet")
+        write_parquet(iter_records(path), parquet)
+        path = parquet
+    return datasets.Dataset.from_parquet(str(path))
+
+
+# ---- validation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One bad record: where it is and everything wrong with it."""
+
+    line: int
+    id: str
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"line {self.line} (id {self.id or '?'}): " + "; ".join(self.problems)
+
+
+@dataclass
+class ValidationReport:
+    """Result of ``validate_file``: counts plus every issue found."""
+
+    path: Path
+    total: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    missing_images: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def _id_digest(rid: str) -> bytes:
+    return hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest()
+
+
+def validate_file(path: str | Path, image_root: str | Path | None = None) -> ValidationReport:
+    """Check every line of a JSONL record file, collecting all problems (never stops at the first).
+
+    Checks JSON syntax, structure, semantics (``validate_record``), duplicate ids and, with
+    ``image_root``, that each image file exists. Memory: 8 bytes per id for duplicate detection.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    report = ValidationReport(path=path)
+    seen: dict[bytes, int] = {}
+    root = Path(image_root) if image_root is not None else None
+    with path.open("r", encoding="utf-8", errors="strict") as fh:
+        line_no = 0
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as exc:
+                report.issues.append(Issue(line_no + 1, "", (f"not UTF-8 ({exc.reason})",)))
+                break
+            if not line:
+                break
+            line_no += 1
+            if not line.strip():
+                continue
+            report.total += 1
+            rid = ""
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                report.issues.append(
+                    Issue(line_no, "", (f"not valid JSON ({exc.msg} at column {exc.colno})",))
+                )
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)):
+                rid = str(obj["id"])
+            try:
+                record = record_from_json(obj)
+            except DataError as exc:
+                message = str(exc).split(": ", 1)[1] if str(exc).startswith("record ") else str(exc)
+                report.issues.append(Issue(line_no, rid, (message,)))
+                continue
+            problems = validate_record(record)
+            digest = _id_digest(record.id)
+            if digest in seen:
+                problems.append(f"duplicate id (first on line {seen[digest]})")
+            else:
+                seen[digest] = line_no
+            if root is not None:
+                for image in record.images:
+                    if not (root / image).is_file():
+                        problems.append(f"image not found: {image}")
+                        report.missing_images += 1
+            if problems:
+                report.issues.append(Issue(line_no, rid, tuple(problems)))
+    return report

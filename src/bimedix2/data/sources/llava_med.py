@@ -1,0 +1,54 @@
+"""LLaVA-Med: ``llava_med_instruct_60k_inline_mention.json`` (60K-IM conversations) and
+``llava_med_alignment_500k.json`` (caption alignment), images under ``images/``.
+
+Both are JSON arrays of LLaVA records ``{"id", "image", "conversations": [{"from", "value"}]}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...conversation import IMAGE_PLACEHOLDER
+from ...errors import DataError
+from ..schema import Record, Turn
+from .common import BuildReport, check_image, load_json, require
+
+SOURCE = "llava-med"
+FILES = {
+    "instruct": ("llava_med_instruct_60k_inline_mention.json", "conversation"),
+    "alignment": ("llava_med_alignment_500k.json", "caption"),
+}
+
+
+def build(root: Path, report: BuildReport, kind: str = "instruct") -> Iterator[Record]:
+    if kind not in FILES:
+        raise DataError(f"llava-med kind must be one of {list(FILES)}, got {kind!r}")
+    name, task = FILES[kind]
+    items = load_json(root / name)
+    if not isinstance(items, list):
+        raise DataError(f"{root / name}: expected a JSON array")
+    for i, item in enumerate(items):
+        where = f"{root / name}[{i}]"
+        require(item, ("id", "image", "conversations"), where)
+        turns = []
+        for j, turn in enumerate(item["conversations"]):
+            if turn.get("from") not in ("human", "gpt") or not isinstance(turn.get("value"), str):
+                raise DataError(f"{where}.conversations[{j}]: expected from human/gpt and a string value")
+            turns.append(Turn(turn["from"], turn["value"]))
+        if turns and IMAGE_PLACEHOLDER not in turns[0].value:  # alignment rows may omit it; LLaVA adds it
+            turns[0] = Turn("human", f"{IMAGE_PLACEHOLDER}\n{turns[0].value}")
+        rid = f"{SOURCE}-{kind}-{item['id']}"
+        image = f"images/{item['image']}"
+        if not check_image(root, image, rid, report):
+            continue
+        yield Record(
+            id=rid,
+            conversations=tuple(turns),
+            images=(image,),
+            language="en",
+            source=SOURCE,
+            task=task,
+            split="train",
+            provenance={"dataset": f"LLaVA-Med {kind}", "id": item["id"]},
+        )
