@@ -48,6 +48,7 @@ class RunConfig:
     limit: int | None = None
     seed: int = 0
     max_new_tokens: int | None = None
+    mcq_endpoint: str | None = None
     judge_url: str | None = None
     judge_model: str | None = None
     clinical_models: dict[str, str] = field(default_factory=dict)
