@@ -154,6 +154,7 @@ def _open_pil(ref: ImageRef, data: bytes, label: str, limits: ImageLimits) -> Lo
         notes.append(f"{label}: window {ref.window[:40]!r} ignored: windows apply to DICOM images only")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's corrupt-metadata chatter; errors still raise
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
