@@ -64,3 +64,19 @@ def test_cli_ask_with_embedded_default(default_engine) -> None:  # noqa: ANN001
     assert result.returncode == 0, result.stderr
     assert "heart" in result.stdout.lower()
     assert RESEARCH_NOTICE in result.stderr and RESEARCH_NOTICE not in result.stdout
+
+
+def test_gguf_file_loads_directly() -> None:
+    from bimedix2.engine import Engine
+    from bimedix2.model.loader import embedded_default_gguf, load_model
+    from bimedix2.types import GenParams, Message
+
+    try:
+        gguf = embedded_default_gguf()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"embedded default model not installed: {exc}")
+    loaded = load_model(str(gguf))
+    assert loaded.info.source_format == "gguf" and loaded.model.hf_quantizer is None
+    reply = Engine(loaded).generate([Message("user", "Which organ in the body pumps blood?")],
+                                    GenParams(max_new_tokens=24, temperature=0))
+    assert "heart" in reply.text.lower()
