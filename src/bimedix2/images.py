@@ -115,8 +115,10 @@ def detect_format(data: bytes) -> str | None:
     if is_dicom(data):
         return "DICOM"
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.format
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                return img.format
     except Exception:  # noqa: BLE001 - any failure to identify means "not an image we know"
         return None
 
