@@ -8,7 +8,9 @@ BiMed-MBench input: LLaVA-Med QA50-style JSONL (question_id, image, text, gpt4_a
 fig_caption, domain {chest_xray, mri, histology, gross, ct_scan}, type) - `<data>/en.jsonl` and
 `<data>/ar.jsonl` (or a single .jsonl for one language), images beside it or in `<data>/images/`.
 The judge sees the reference as Assistant 1 and the candidate as Assistant 2 (LLaVA-Med's order).
-Relative score = mean over samples of candidate/reference x 100 (as the BiMediX2 paper states).
+Relative score = mean over samples of candidate/reference x 100, as the paper states and as
+mbzuai-oryx/BiMediX2 BiMed-MBench/eval/summarize_gpt_review.py computes it (a sample whose
+reference scored 0 is left out here instead of dividing by 1e-100).
 
 UPHILL input: JSONL of {id, claim, label? ("false" default | "true"), language? (en|ar),
 queries? [5 strings]}; without `queries` the five presupposition levels are built from templates.
@@ -30,7 +32,8 @@ from .metrics.judge import JudgedSample, group_relative, parse_pair_scores, pars
 from .tasks import TaskSpec
 
 DOMAINS = {"chest_xray": "CXR", "mri": "MRI", "histology": "Histology", "gross": "Gross", "ct_scan": "CT"}
-TYPES = {"conversation": "Conversation", "conv": "Conversation", "detailed": "Description", "description": "Description"}
+TYPES = {"conversation": "Conversation", "conv": "Conversation", "detailed": "Description",
+         "detailed_description": "Description", "description": "Description"}
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of answers to medical questions."
 JUDGE_RUBRIC = (
@@ -108,7 +111,8 @@ def read_mbench(path: Path, language: str, images_dir: Path) -> list[EvalSample]
             id=f"{language}-{rec['question_id']}", text=str(rec["text"]), reference=str(rec["gpt4_answer"]),
             images=images, language=language,
             meta={"caption": rec.get("fig_caption", ""), "type": TYPES.get(str(rec.get("type", "")).lower(), str(rec.get("type", ""))),
-                  "domains": [name for key, name in DOMAINS.items() if domain.get(key)]},
+                  # the first flagged domain only, as BiMed-MBench's summarize_gpt_review.py `get_domain`
+                  "domains": [name for key, name in DOMAINS.items() if domain.get(key)][:1]},
         ))
     return out
 
