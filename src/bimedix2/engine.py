@@ -71,14 +71,12 @@ class Engine:
         ids = list(sample_ids) if sample_ids is not None else [f"#{i}" for i in range(len(conversations))]
         prompts = [self.render(conv, params) for conv in conversations]
         images = [self._load(ref) for conv in conversations for m in conv for ref in m.images]
-        tokenizer = self.loaded.tokenizer
-        tokenizer.padding_side = "left"
+        # left padding per call: the tokenizer object is shared (training pads on the right)
+        common = dict(return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         if self.loaded.has_vision:
-            inputs = self.loaded.processor(
-                text=prompts, images=images or None, return_tensors="pt", padding=True, add_special_tokens=False
-            )
+            inputs = self.loaded.processor(text=prompts, images=images or None, **common)
         else:
-            inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            inputs = self.loaded.tokenizer(prompts, **common)
         inputs = dict(inputs)
         if self.loaded.has_vision:
             self._check_image_tokens(inputs["input_ids"], conversations, ids)
