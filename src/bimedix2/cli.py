@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "bimedix2.commands.chat",
     "bimedix2.commands.model",
     "bimedix2.commands.serve",
+    "bimedix2.commands.eval",
 )
 
 

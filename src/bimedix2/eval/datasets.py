@@ -49,7 +49,7 @@ def read_dataset(fmt: str, path: Path | None, options: dict[str, Any], task: str
     """Read a dataset in format `fmt` from `path`."""
     if path is None:
         raise EvalDataError(
-            f"task {task!r} needs its data: pass --data {task}=PATH (or set data_path in the task config)"
+            f"task {task!r} needs its data: pass --data {task}=PATH"
         )
     path = Path(path).expanduser()
     if not path.exists():

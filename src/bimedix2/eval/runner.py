@@ -221,6 +221,16 @@ def run_task(spec: TaskSpec, engine: Generator | None, cfg: RunConfig) -> dict[s
     return {"kind": spec.kind, "title": spec.title, **result, "predictions": f"{spec.name}/scored.jsonl"}
 
 
+def check_data(specs: Sequence[TaskSpec], cfg: RunConfig) -> None:
+    """Fail before any model loads when a task's data path is missing."""
+    for spec in specs:
+        path = cfg.data_path(spec.name)
+        if path is None:
+            raise EvalDataError(f"task {spec.name!r} needs its data: pass --data {spec.name}=PATH")
+        if not path.exists():
+            raise EvalDataError(f"task {spec.name!r}: data path {path} does not exist; provide the dataset there")
+
+
 def run_eval(task_names: Sequence[str], engine: Generator | None, cfg: RunConfig) -> Path:
     """Run tasks in order; merge their entries into `<out>/results.json`; return its path."""
     specs = [load_task(name) for name in task_names]
