@@ -56,7 +56,9 @@ def run_baseline(engine: Engine, conv: list[Message], params: GenParams) -> tupl
     content = [{"type": "image"} for _ in message.images] + [{"type": "text", "text": message.content}]
     text = loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": content if message.images else message.content}],
-        chat_template=loaded.template.jinja, tokenize=False, add_generation_prompt=True,
+        chat_template=loaded.template.jinja,
+        tokenize=False,
+        add_generation_prompt=True,
     )
     if message.images:
         images = [Image.open(ref.source).convert("RGB") for ref in message.images]
@@ -111,26 +113,30 @@ def main() -> None:
     print("ratios: engine / baseline for tokens/s, baseline / engine for TTFT (>= 1.0x means no tax)")
 
     smol = Engine(load_model(None))
-    results = [measure(
-        "SmolLM2-135M-Instruct, text prompt",
-        smol,
-        [Message("user", "Explain the difference between type 1 and type 2 diabetes in detail.")],
-        params,
-        args.repeats,
-    )]
+    results = [
+        measure(
+            "SmolLM2-135M-Instruct, text prompt",
+            smol,
+            [Message("user", "Explain the difference between type 1 and type 2 diabetes in detail.")],
+            params,
+            args.repeats,
+        )
+    ]
 
     with tempfile.TemporaryDirectory() as tmp:
         save_tiny_llava(Path(tmp) / "llava", image_size=336, hidden=64)
         image = Path(tmp) / "cxr.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (336, 336, 3), dtype=np.uint8)).save(image)
         llava = Engine(load_model(str(Path(tmp) / "llava")))
-        results.append(measure(
-            "tiny LLaVA (CLIP-336, 576 image tokens), one 336 px image",
-            llava,
-            [Message("user", "Describe the findings.", (ImageRef(image),))],
-            params,
-            args.repeats,
-        ))
+        results.append(
+            measure(
+                "tiny LLaVA (CLIP-336, 576 image tokens), one 336 px image",
+                llava,
+                [Message("user", "Describe the findings.", (ImageRef(image),))],
+                params,
+                args.repeats,
+            )
+        )
     worst = min(min(r.values()) for r in results)
     print(f"\nworst ratio: {worst:.2f}x (target >= 1.0x)")
 

@@ -62,7 +62,9 @@ LANGUAGE_HINTS: dict[Language, str] = {
     "ar": "أجب باللغة العربية الفصحى.",
 }
 
-_ARABIC_LETTER = re.compile(r"[\u0620-\u064A\u066E-\u06D3\u06FA-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFC]")
+_ARABIC_LETTER = re.compile(
+    r"[\u0620-\u064A\u066E-\u06D3\u06FA-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFC]"
+)
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00C0-\u024F]")
 # Share of letters that must be Arabic for a text to count as Arabic: Arabic medical text often
 # carries Latin drug names and abbreviations, so a plain majority is too strict.
@@ -96,7 +98,8 @@ def validate_conversation(
         expected = "user" if i % 2 == 0 else "assistant"
         if msg.role != expected:
             raise ConversationError(
-                f"message {index}: expected a {expected} message, got {msg.role!r} (turns must alternate user/assistant)"
+                f"message {index}: expected a {expected} message, got {msg.role!r} "
+                "(turns must alternate user/assistant)"
             )
         if msg.images and msg.role != "user":
             raise ConversationError(f"message {index}: only user messages can carry images")
@@ -172,5 +175,3 @@ def render_prompt(
             f"chat template {template.name!r} placed {placed} image placeholders for {n_images} images"
         )
     return text
-
-

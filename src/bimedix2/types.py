@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -90,4 +90,3 @@ class ModelInfo:
     parameters: int
     image_size: int | None = None
     image_tokens: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)

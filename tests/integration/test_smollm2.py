@@ -59,7 +59,9 @@ def test_cli_ask_with_embedded_default(default_engine) -> None:  # noqa: ANN001
     cli = Path(sys.executable).parent / "bimedix2"
     result = subprocess.run(
         [cli, "ask", "--temperature", "0", "--max-new-tokens", "24", "Which organ in the body pumps blood?"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "heart" in result.stdout.lower()
@@ -77,6 +79,7 @@ def test_gguf_file_loads_directly() -> None:
         pytest.skip(f"embedded default model not installed: {exc}")
     loaded = load_model(str(gguf))
     assert loaded.info.source_format == "gguf" and loaded.model.hf_quantizer is None
-    reply = Engine(loaded).generate([Message("user", "Which organ in the body pumps blood?")],
-                                    GenParams(max_new_tokens=24, temperature=0))
+    reply = Engine(loaded).generate(
+        [Message("user", "Which organ in the body pumps blood?")], GenParams(max_new_tokens=24, temperature=0)
+    )
     assert "heart" in reply.text.lower()

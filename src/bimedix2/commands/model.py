@@ -52,7 +52,10 @@ def run_info(args: argparse.Namespace) -> int:
         ("device", info.device),
         ("dtype", info.dtype),
         ("parameters", f"{info.parameters:,}"),
-        ("vision", f"{info.image_size}px, {info.image_tokens} tokens per image" if info.image_size else "none (text only)"),
+        (
+            "vision",
+            f"{info.image_size}px, {info.image_tokens} tokens per image" if info.image_size else "none (text only)",
+        ),
     ]
     for key, value in rows:
         print(f"{key:<14} {value}")

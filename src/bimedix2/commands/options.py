@@ -11,22 +11,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model and the explicit loading options."""
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--model", "-m", default=None,
-        help="checkpoint directory, .gguf file or Hugging Face repo id (default: embedded SmolLM2-135M-Instruct, text only)",
+        "--model",
+        "-m",
+        default=None,
+        help="checkpoint directory, .gguf file or Hugging Face repo id "
+        "(default: the embedded SmolLM2-135M-Instruct, text only)",
     )
     group.add_argument(
-        "--format", default="auto", choices=("auto", "hf-llava", "llava-llama", "causal-lm", "gguf"),
+        "--format",
+        default="auto",
+        choices=("auto", "hf-llava", "llava-llama", "causal-lm", "gguf"),
         help="checkpoint format (default: from the checkpoint's config.json)",
     )
     group.add_argument(
-        "--template", default="auto",
+        "--template",
+        default="auto",
         help="chat template: auto, model (the checkpoint's own) or bimedix2-llama3 (default: auto)",
     )
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     group.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
     group.add_argument("--vision-tower", default=None, help="llava-llama checkpoints: CLIP tower path or id")
     group.add_argument(
-        "--image-aspect-ratio", default=None, choices=("pad", "none"),
+        "--image-aspect-ratio",
+        default=None,
+        choices=("pad", "none"),
         help="pad images to a square (BiMediX2's setting) or not (default: from the checkpoint, else pad)",
     )
 
@@ -35,14 +43,21 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """Decoding options; defaults are BiMediX2's released ones."""
     defaults = GenParams()
     group = parser.add_argument_group("generation")
-    group.add_argument("--temperature", type=float, default=defaults.temperature,
-                       help=f"0 for greedy decoding (default: {defaults.temperature})")
+    group.add_argument(
+        "--temperature",
+        type=float,
+        default=defaults.temperature,
+        help=f"0 for greedy decoding (default: {defaults.temperature})",
+    )
     group.add_argument("--top-p", type=float, default=defaults.top_p)
     group.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     group.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
     group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    group.add_argument("--no-steer-language", action="store_true",
-                       help="do not ask the model to answer in the language of the question")
+    group.add_argument(
+        "--no-steer-language",
+        action="store_true",
+        help="do not ask the model to answer in the language of the question",
+    )
 
 
 def _window(text: str) -> str:
@@ -72,14 +87,20 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("images")
     group.add_argument(
-        "--window", type=_window, default=None, metavar="PRESET",
+        "--window",
+        type=_window,
+        default=None,
+        metavar="PRESET",
         help=f"DICOM greyscale window: {', '.join(WINDOW_PRESETS)} or CENTRE,WIDTH such as 40,400 "
-             "(default: the file's own VOI LUT or window, else the full range)",
+        "(default: the file's own VOI LUT or window, else the full range)",
     )
     group.add_argument(
-        "--frame", type=_frame, default=None, metavar="N",
+        "--frame",
+        type=_frame,
+        default=None,
+        metavar="N",
         help="0-based frame of a multi-frame DICOM (default: the middle one) or page of an animated GIF / "
-             "multi-page TIFF (default: the first)",
+        "multi-page TIFF (default: the first)",
     )
 
 

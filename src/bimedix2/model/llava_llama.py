@@ -52,21 +52,44 @@ IMAGE_TOKEN = "<image>"
 # Fields LLaVA adds to a Llama config; everything else is passed to LlamaConfig unchanged
 # (so legacy fields such as rope_theta / rope_scaling keep their meaning).
 _LLAVA_FIELDS = {
-    "architectures", "model_type", "image_aspect_ratio", "image_grid_pinpoints", "tokenizer_model_max_length",
-    "tokenizer_padding_side", "tune_mm_mlp_adapter", "freeze_mm_mlp_adapter", "use_mm_proj",
-    "unfreeze_mm_vision_tower", "_name_or_path", "transformers_version",
+    "architectures",
+    "model_type",
+    "image_aspect_ratio",
+    "image_grid_pinpoints",
+    "tokenizer_model_max_length",
+    "tokenizer_padding_side",
+    "tune_mm_mlp_adapter",
+    "freeze_mm_mlp_adapter",
+    "use_mm_proj",
+    "unfreeze_mm_vision_tower",
+    "_name_or_path",
+    "transformers_version",
 }
 
 # Vision towers the released checkpoints name, so they load offline once their weights are in
 # the checkpoint (the values of openai/clip-vit-large-patch14-336's vision config).
 KNOWN_VISION_TOWERS: dict[str, dict[str, Any]] = {
     "openai/clip-vit-large-patch14-336": dict(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-        image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
     ),
     "openai/clip-vit-large-patch14": dict(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-        image_size=224, patch_size=14, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
     ),
 }
 

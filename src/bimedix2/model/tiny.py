@@ -217,7 +217,9 @@ def save_tiny_llava_llama(out_dir: Path, *, image_size: int = 56, hidden: int = 
         tensors[f"model.vision_tower.vision_tower.vision_model.{key}"] = value
     for key, value in projector.state_dict().items():
         tensors[f"model.mm_projector.{key}"] = value
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "model.safetensors"), metadata={"format": "pt"}
+    )
 
     tower_dir = out_dir / "clip-vision-tower"
     vision_cfg.save_pretrained(tower_dir)

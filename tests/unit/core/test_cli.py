@@ -15,8 +15,22 @@ from bimedix2.types import RESEARCH_NOTICE
 
 
 def test_ask_streams_answer_to_stdout_and_notice_to_stderr(tiny_llava_path: Path, png_path: Path, capsys) -> None:  # noqa: ANN001
-    code = main(["ask", "--model", str(tiny_llava_path), "--temperature", "0", "--max-new-tokens", "5",
-                 "--image", str(png_path), "--image", str(png_path), "ما الذي يظهر في الصورتين؟"])
+    code = main(
+        [
+            "ask",
+            "--model",
+            str(tiny_llava_path),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "5",
+            "--image",
+            str(png_path),
+            "--image",
+            str(png_path),
+            "ما الذي يظهر في الصورتين؟",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     assert out.endswith("\n") and RESEARCH_NOTICE not in out
@@ -59,17 +73,26 @@ def test_info_json(tiny_llava_llama_path: Path, capsys) -> None:  # noqa: ANN001
 
 
 def test_chat_multi_turn_with_image_in_turn_two_and_reset(
-    tiny_llava_path: Path, png_path: Path, tmp_path: Path, monkeypatch, capsys  # noqa: ANN001
+    tiny_llava_path: Path,
+    png_path: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
 ) -> None:
-    script = "\n".join([
-        "What is a pneumothorax?",
-        f"/image {png_path}",
-        "هل تظهر هذه الصورة استرواحا صدريا؟",
-        f"/image {tmp_path / 'missing.png'}",
-        "/reset",
-        "Hello again",
-        "/quit",
-    ]) + "\n"
+    script = (
+        "\n".join(
+            [
+                "What is a pneumothorax?",
+                f"/image {png_path}",
+                "هل تظهر هذه الصورة استرواحا صدريا؟",
+                f"/image {tmp_path / 'missing.png'}",
+                "/reset",
+                "Hello again",
+                "/quit",
+            ]
+        )
+        + "\n"
+    )
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
     assert main(["chat", "--model", str(tiny_llava_path), "--temperature", "0", "--max-new-tokens", "4"]) == 0
     out, err = capsys.readouterr()
@@ -97,7 +120,9 @@ def test_chat_keeps_history_between_turns(tiny_llava_path: Path, monkeypatch) ->
 
 
 def test_console_script_help() -> None:
-    result = subprocess.run([Path(sys.executable).parent / "bimedix2", "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [Path(sys.executable).parent / "bimedix2", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("ask", "chat", "convert", "info"):
         assert command in result.stdout
 

@@ -63,9 +63,15 @@ def test_image_introduced_in_turn_two(tokenizer) -> None:  # noqa: ANN001
     text = render(tokenizer, messages)
     assert text == (
         SYS
-        + USER + "What is a pneumothorax?" + EOT
-        + ASSISTANT + "Air in the pleural space." + EOT
-        + USER + "<image>\nDoes this X-ray show one?\n\nAnswer in English." + EOT
+        + USER
+        + "What is a pneumothorax?"
+        + EOT
+        + ASSISTANT
+        + "Air in the pleural space."
+        + EOT
+        + USER
+        + "<image>\nDoes this X-ray show one?\n\nAnswer in English."
+        + EOT
         + ASSISTANT
     )
 
@@ -79,9 +85,15 @@ def test_arabic_multi_turn_image_in_turn_two_two_images(tokenizer) -> None:  # n
     text = render(tokenizer, messages)
     assert text == (
         SYS
-        + USER + "ما هو الاسترواح الصدري؟" + EOT
-        + ASSISTANT + "وجود هواء في الحيز الجنبي." + EOT
-        + USER + "<image>\n<image>\nقارن بين هاتين الصورتين.\n\nأجب باللغة العربية الفصحى." + EOT
+        + USER
+        + "ما هو الاسترواح الصدري؟"
+        + EOT
+        + ASSISTANT
+        + "وجود هواء في الحيز الجنبي."
+        + EOT
+        + USER
+        + "<image>\n<image>\nقارن بين هاتين الصورتين.\n\nأجب باللغة العربية الفصحى."
+        + EOT
         + ASSISTANT
     )
 
@@ -96,7 +108,9 @@ def test_language_hint_follows_the_latest_turn_and_can_be_disabled(tokenizer) ->
 
 def test_explicit_system_message_replaces_default(tokenizer) -> None:  # noqa: ANN001
     text = render(tokenizer, [Message("system", "You are a radiologist."), Message("user", "Hi")], steer_language=False)
-    assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a radiologist.<|eot_id|>")
+    assert text.startswith(
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a radiologist.<|eot_id|>"
+    )
     assert BIMEDIX2_SYSTEM_PROMPT not in text
 
 

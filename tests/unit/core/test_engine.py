@@ -34,7 +34,11 @@ def test_image_token_contract_holds(tiny_engine: Engine, png_path: Path) -> None
     assert int((ids == tiny_engine.loaded.image_token_id).sum()) == 2 * tiny_engine.loaded.tokens_per_image
     features = tiny_engine.loaded.model.get_image_features(pixel_values=batch.inputs["pixel_values"])
     features = features.pooler_output if hasattr(features, "pooler_output") else features
-    total = sum(f.shape[0] for f in features) if isinstance(features, (list, tuple)) else features.shape[0] * features.shape[1]
+    total = (
+        sum(f.shape[0] for f in features)
+        if isinstance(features, (list, tuple))
+        else features.shape[0] * features.shape[1]
+    )
     assert total == 2 * tiny_engine.loaded.tokens_per_image
 
 

@@ -11,8 +11,9 @@ from bimedix2.errors import ModelLoadError
 from bimedix2.model.loader import LoadOptions, detect_format, load_model
 
 
-def test_formats_come_from_config_not_path(tiny_llava_path: Path, tiny_llava_llama_path: Path,
-                                           tiny_causal_lm_path: Path, tmp_path: Path) -> None:
+def test_formats_come_from_config_not_path(
+    tiny_llava_path: Path, tiny_llava_llama_path: Path, tiny_causal_lm_path: Path, tmp_path: Path
+) -> None:
     assert detect_format(tiny_llava_path) == "hf-llava"
     assert detect_format(tiny_llava_llama_path) == "llava-llama"
     assert detect_format(tiny_causal_lm_path) == "causal-lm"
