@@ -17,6 +17,8 @@ from .errors import BiMediX2Error
 COMMAND_MODULES = (
     "bimedix2.commands.chat",
     "bimedix2.commands.model",
+    "bimedix2.commands.data",
+    "bimedix2.commands.train",
     "bimedix2.commands.serve",
     "bimedix2.commands.eval",
 )

@@ -1,0 +1,131 @@
+"""The training config schema (one YAML file per recipe, see configs/train/).
+
+Every field has the released BiMediX2 value or a safe default; `validate()` hooks reject
+inconsistent combinations with the field's dotted name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ConfigError
+
+Stage = Literal["stage1", "stage2"]
+
+# Llama attention + MLP projections, restricted to the language model so CLIP's q/k/v get no adapters.
+LANGUAGE_MODEL_LINEAR = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which checkpoint to start from and how to load it."""
+
+    path: str | None = None  # checkpoint dir / hub id; None = embedded SmolLM2 (text only)
+    format: Literal["auto", "hf-llava", "llava-llama", "causal-lm", "gguf"] = "auto"
+    chat_template: str = "auto"  # auto, model, bimedix2-llama3
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU that has it
+    vision_tower: str | None = None  # llava-llama checkpoints: override mm_vision_tower
+    projector_weights: str | None = None  # stage-1 output (projector.safetensors) to start stage 2 from
+    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' default
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the LLaVA-format records are and how they become token sequences."""
+
+    train: tuple[str, ...] = ()  # JSON (list) or JSONL files of LLaVA / BiMed-V records
+    image_root: str | None = None  # relative `image` paths are resolved against this (default: the file's dir)
+    max_length: int = 2048
+    overlong: Literal["drop", "truncate"] = "drop"  # truncate: keep whole turns that fit, at turn boundaries
+    steer_language: bool = False  # append the inference-time "Answer in ..." hint to every user turn
+    limit: int | None = None  # use only the first N records (smoke runs)
+    packing: bool = False  # several samples per row, attention kept separate (position_ids restart)
+    group_by_length: bool = True  # batches of similar length (ignored when packing)
+
+    def validate(self) -> None:
+        if not self.train:
+            raise ConfigError("data.train: name at least one JSON/JSONL file of training records")
+        if self.max_length < 16:
+            raise ConfigError(f"data.max_length: {self.max_length} is too small (minimum 16)")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("data.limit: must be at least 1 (or null for all records)")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA on the language model (stage 2). BiMediX2 released: r=8, alpha=16."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: str = LANGUAGE_MODEL_LINEAR  # a regex (peft full-match) over module names
+    quantization: Literal["none", "4bit"] = "none"  # 4bit = QLoRA (bitsandbytes, CUDA only)
+
+    def validate(self) -> None:
+        if self.r < 1:
+            raise ConfigError("lora.r: must be at least 1")
+        if self.alpha < 1:
+            raise ConfigError("lora.alpha: must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("lora.dropout: must be in [0, 1)")
+        if "language_model" not in self.target_modules and "model.layers" not in self.target_modules:
+            raise ConfigError(
+                "lora.target_modules: the regex must be restricted to the language model "
+                "(contain 'language_model' or 'model.layers') so the vision tower gets no adapters"
+            )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation and the run's bookkeeping (output, checkpoints, logging)."""
+
+    output_dir: str = "runs/train"
+    lr: float = 2e-4
+    projector_lr: float | None = 2e-5  # stage 2: the projector's own lr (None: same as lr)
+    weight_decay: float = 0.0
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = 0.03
+    warmup_steps: int = 0  # > 0 overrides warmup_ratio
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where supported, else fp32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int | None = 3
+    report_to: tuple[str, ...] = ()  # e.g. [tensorboard] or [wandb]; metrics.jsonl is always written
+    dataloader_num_workers: int = 0
+
+    def validate(self) -> None:
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}: must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError("train.lr: must be > 0")
+        if self.projector_lr is not None and self.projector_lr <= 0:
+            raise ConfigError("train.projector_lr: must be > 0 (or null to use train.lr)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("train.warmup_ratio: must be in [0, 1)")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("train.epochs: must be > 0 when train.max_steps is not set")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training recipe."""
+
+    stage: Stage
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def validate(self) -> None:
+        if self.stage == "stage1" and self.lora.quantization != "none":
+            raise ConfigError("lora.quantization: QLoRA applies to stage 2 only")

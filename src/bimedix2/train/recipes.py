@@ -1,0 +1,229 @@
+"""The two BiMediX2 training recipes, readable top to bottom.
+
+Stage 1 (`run_stage1`): vision tower and LLM frozen, the projector learns to map CLIP
+features into the LLM's embedding space from image-caption pairs (plain format).
+Stage 2 (`run_stage2`): LoRA on the language model's linears, projector fine-tuned with its
+own learning rate, on multi-turn chats rendered with the model's chat template.
+
+Both: transformers `Trainer` (so accelerate/DeepSpeed/FSDP launch unchanged), the resolved
+config saved as `OUTPUT/config.yaml`, periodic checkpoints under `OUTPUT/checkpoint-N`,
+`resume=True` continuing from the last one, final weights under `OUTPUT/final/`
+(`projector.safetensors`, and `adapter/` in stage 2), metrics in `OUTPUT/metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import config_to_dict, save_config
+from ..errors import TrainingError
+from ..types import RESEARCH_NOTICE
+from .config import TrainConfig
+from .data import RowDataset, TrainCollator
+from .encode import ConversationEncoder, EncodeReport, EncoderSettings, encode_records
+from .modeling import (
+    attach_lora,
+    cast_trainable_to_fp32,
+    freeze_for_stage1,
+    load_for_training,
+    resolve_device,
+    resolve_precision,
+    save_projector,
+    trainable_summary,
+)
+from .records import read_records
+from .trainer import BiMediXTrainer, ProgressAndMetrics, TokenMeter
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+FINAL_DIR = "final"
+# Fields that may change between an interrupted run and its resumption (they touch neither data order nor maths).
+_RESUMABLE_CHANGES = {"logging_steps", "save_steps", "save_total_limit", "report_to", "dataloader_num_workers"}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished run put its outputs, and what it did."""
+
+    output_dir: Path
+    final_dir: Path
+    global_step: int
+    train_loss: float
+    encode: EncodeReport
+    trainable: str
+
+
+def run_stage1(cfg: TrainConfig, **kwargs: Any) -> TrainResult:
+    """Stage 1: train the projector only (vision tower and LLM frozen) on image-caption pairs."""
+    if cfg.stage != "stage1":
+        raise TrainingError(f"config stage is {cfg.stage!r}; `train stage1` needs stage: stage1")
+    return _run(cfg, **kwargs)
+
+
+def run_stage2(cfg: TrainConfig, **kwargs: Any) -> TrainResult:
+    """Stage 2: LoRA on the language model + projector with its own lr, on chat records."""
+    if cfg.stage != "stage2":
+        raise TrainingError(f"config stage is {cfg.stage!r}; `train stage2` needs stage: stage2")
+    return _run(cfg, **kwargs)
+
+
+def _run(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    show_progress: bool = True,
+) -> TrainResult:
+    from transformers import PrinterCallback, TrainingArguments
+
+    out = Path(cfg.train.output_dir)
+    last_checkpoint = _check_output_dir(out, cfg, resume)
+
+    # 1. Hardware: CUDA when present, bf16 where supported (fp32 on CPU).
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+
+    # 2. Trainer arguments come first: under DeepSpeed ZeRO-3 they must exist before the model loads.
+    t = cfg.train
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.lr,
+        weight_decay=t.weight_decay,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
+        max_grad_norm=t.max_grad_norm,
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to=list(t.report_to) or "none",
+        dataloader_num_workers=t.dataloader_num_workers,
+        remove_unused_columns=False,  # the collator needs the encoded samples and their images
+        disable_tqdm=True,  # ProgressAndMetrics draws the bar (loss, lr, tokens/s)
+    )
+
+    # 3. Model, frozen as the stage needs.
+    loaded = load_for_training(cfg, device, precision)
+    if cfg.stage == "stage1":
+        freeze_for_stage1(loaded.model)
+        model = loaded.model
+    else:
+        model = attach_lora(
+            loaded.model, cfg.lora, train_projector=loaded.has_vision, quantized=cfg.lora.quantization == "4bit"
+        )
+    if precision != "fp32":
+        cast_trainable_to_fp32(model)
+    trainable = trainable_summary(model)
+    log.info("%s", trainable)
+
+    # 4. Data: records -> token ids + labels (token-span masking) -> rows (packed or not).
+    records = read_records(cfg.data.train, image_root=cfg.data.image_root, limit=cfg.data.limit)
+    encoder = ConversationEncoder(
+        loaded.tokenizer,
+        EncoderSettings(
+            template=loaded.template,
+            image_token_id=loaded.image_token_id if loaded.has_vision else None,
+            tokens_per_image=loaded.tokens_per_image,
+            max_length=cfg.data.max_length,
+            overlong=cfg.data.overlong,
+            steer_language=cfg.data.steer_language,
+        ),
+    )
+    samples, report = encode_records(records, encoder, stage=cfg.stage, progress=show_progress)
+    dataset = RowDataset.build(samples, packing=cfg.data.packing, max_length=cfg.data.max_length)
+    collator = TrainCollator(
+        pad_token_id=loaded.tokenizer.pad_token_id,
+        image_processor=loaded.processor.image_processor if loaded.has_vision else None,
+        image_aspect_ratio=loaded.image_aspect_ratio,
+        packing=cfg.data.packing,
+    )
+
+    # 5. Save the resolved config beside the outputs, then train.
+    save_config(cfg, out / CONFIG_FILE)
+    _write_data_report(out, report, len(dataset))
+    meter = TokenMeter()
+    trainer = BiMediXTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=loaded.tokenizer,
+        projector_lr=cfg.train.projector_lr if cfg.stage == "stage2" else None,
+        row_lengths=dataset.lengths,
+        group_by_length=cfg.data.group_by_length and not cfg.data.packing,
+        token_meter=meter,
+        callbacks=[ProgressAndMetrics(out / METRICS_FILE, meter, show_bar=show_progress), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # the bar and metrics.jsonl replace raw dict printing
+    result = trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
+
+    # 6. Final weights: projector and (stage 2) the LoRA adapter, each on its own.
+    final = out / FINAL_DIR
+    if trainer.args.should_save:
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        save_projector(unwrapped, final)
+        if cfg.stage == "stage2":
+            unwrapped.save_pretrained(str(final / "adapter"))
+        (final / "NOTICE.txt").write_text(RESEARCH_NOTICE + "\n", encoding="utf-8")
+    return TrainResult(out, final, trainer.state.global_step, float(result.training_loss), report, trainable)
+
+
+def _check_output_dir(out: Path, cfg: TrainConfig, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None: fresh start); refuse to mix runs silently."""
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    if not resume:
+        if checkpoints:
+            raise TrainingError(
+                f"{out} already holds checkpoints ({checkpoints[-1].name}); pass --resume to continue that run "
+                "or set train.output_dir to a new directory"
+            )
+        return None
+    if not checkpoints:
+        raise TrainingError(f"--resume: no checkpoint-* directory in {out} to resume from")
+    saved = out / CONFIG_FILE
+    if saved.is_file():
+        import yaml
+
+        before = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        now = config_to_dict(cfg)
+        for section in ("stage", "model", "data", "lora", "train"):
+            old, new = before.get(section), now.get(section)
+            if section == "train" and isinstance(old, dict) and isinstance(new, dict):
+                old = {k: v for k, v in old.items() if k not in _RESUMABLE_CHANGES}
+                new = {k: v for k, v in new.items() if k not in _RESUMABLE_CHANGES}
+            if old != new:
+                raise TrainingError(
+                    f"--resume: the {section!r} section differs from {saved}; resuming with other settings would "
+                    "not continue the same run (start a new output_dir instead)"
+                )
+    return checkpoints[-1]
+
+
+def _write_data_report(out: Path, report: EncodeReport, rows: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "kept": report.kept,
+        "dropped_too_long": report.dropped_too_long,
+        "truncated": report.truncated,
+        "rows": rows,
+        "dropped_ids": list(report.dropped_ids[:1000]),
+    }
+    (out / "data_report.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
