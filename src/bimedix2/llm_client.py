@@ -254,7 +254,8 @@ class LLMClient:
             if key:
                 headers["Authorization"] = f"Bearer {key}"
             limits = httpx.Limits(
-                max_connections=self.config.max_concurrency, max_keepalive_connections=self.config.max_concurrency
+                max_connections=self.config.max_concurrency,
+                max_keepalive_connections=self.config.max_concurrency,
             )
             self._http = httpx.AsyncClient(
                 base_url=self.config.base_url.rstrip("/"),
@@ -372,7 +373,11 @@ class LLMClient:
                         retry_after = _retry_after(response)
                     else:
                         self.usage.errors += 1
-                        hint = f" (is ${self.config.api_key_env} set?)" if response.status_code in (401, 403) else ""
+                        hint = (
+                            f" (is ${self.config.api_key_env} set?)"
+                            if response.status_code in (401, 403)
+                            else ""
+                        )
                         raise LLMError(
                             f"{self.config.base_url} answered HTTP {response.status_code}{hint}: "
                             f"{response.text[:200]}"
@@ -406,7 +411,8 @@ class LLMClient:
         self.usage.prompt_tokens += prompt_tokens
         self.usage.completion_tokens += completion_tokens
         self.usage.cost_usd += (
-            prompt_tokens * self.config.prompt_price_per_mtok + completion_tokens * self.config.completion_price_per_mtok
+            prompt_tokens * self.config.prompt_price_per_mtok
+            + completion_tokens * self.config.completion_price_per_mtok
         ) / 1e6
         return ChatResult(
             text=text,

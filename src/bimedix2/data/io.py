@@ -232,9 +232,7 @@ def validate_file(path: str | Path, image_root: str | Path | None = None) -> Val
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                report.issues.append(
-                    Issue(line_no, "", (f"not valid JSON ({exc.msg} at column {exc.colno})",))
-                )
+                report.issues.append(Issue(line_no, "", (f"not valid JSON ({exc.msg} at column {exc.colno})",)))
                 continue
             if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)):
                 rid = str(obj["id"])

@@ -163,9 +163,7 @@ def validate_record(record: Record) -> list[str]:
     for i, turn in enumerate(record.conversations):
         expected = "human" if i % 2 == 0 else "gpt"
         if turn.speaker != expected:
-            problems.append(
-                f"turn {i} is from {turn.speaker!r}, expected {expected!r} (turns must alternate)"
-            )
+            problems.append(f"turn {i} is from {turn.speaker!r}, expected {expected!r} (turns must alternate)")
         if not turn.value.strip():
             problems.append(f"turn {i} is empty")
         if turn.speaker == "gpt" and IMAGE_PLACEHOLDER in turn.value:
@@ -174,9 +172,7 @@ def validate_record(record: Record) -> list[str]:
         problems.append("last turn must be from 'gpt'")
     placeholders = sum(t.value.count(IMAGE_PLACEHOLDER) for t in record.conversations if t.speaker == "human")
     if placeholders != len(record.images):
-        problems.append(
-            f"{placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but {len(record.images)} image(s)"
-        )
+        problems.append(f"{placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but {len(record.images)} image(s)")
     if record.language not in LANGUAGES:
         problems.append(f"language {record.language!r} is not one of {LANGUAGES}")
     elif record.conversations:

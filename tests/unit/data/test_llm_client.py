@@ -16,9 +16,7 @@ MSG = [{"role": "user", "content": "What is anaemia?"}]
 
 
 def cfg(server: FakeOpenAIServer, **kw) -> LLMConfig:
-    base = dict(
-        base_url=server.base_url, model="fake", backoff_base_s=0.001, backoff_max_s=0.01, timeout_s=5.0
-    )
+    base = dict(base_url=server.base_url, model="fake", backoff_base_s=0.001, backoff_max_s=0.01, timeout_s=5.0)
     base.update(kw)
     return LLMConfig(**base)
 
@@ -29,9 +27,7 @@ def run(coro):
 
 def test_chat_returns_reply_and_accounts_tokens_and_cost(fake_server: FakeOpenAIServer) -> None:
     async def go():
-        async with LLMClient(
-            cfg(fake_server, prompt_price_per_mtok=1e6, completion_price_per_mtok=2e6)
-        ) as llm:
+        async with LLMClient(cfg(fake_server, prompt_price_per_mtok=1e6, completion_price_per_mtok=2e6)) as llm:
             reply = await llm.chat(MSG)
             return reply, llm.usage
 

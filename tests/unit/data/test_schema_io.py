@@ -112,9 +112,7 @@ def test_validate_file_reports_every_bad_line(tmp_path: Path) -> None:
         good,
         "{not json",
         json.dumps({"id": "no-convs"}),
-        json.dumps(
-            {"id": "ok-1", "conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}
-        ),
+        json.dumps({"id": "ok-1", "conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}),
         json.dumps(
             {
                 "id": "img",

@@ -99,9 +99,7 @@ def test_mcq_sources_have_options_answers_and_explanations() -> None:
     assert medqa[0].conversations[1].value == "The correct answer is C. Nitrofurantoin"
     medmcqa, report = build("medmcqa")
     assert [r.split for r in medmcqa] == ["train", "validation"]
-    assert (
-        medmcqa[0].conversations[1].value.startswith("The correct answer is B. Ethosuximide\n\nExplanation: ")
-    )
+    assert medmcqa[0].conversations[1].value.startswith("The correct answer is B. Ethosuximide\n\nExplanation: ")
     assert medmcqa[1].conversations[1].value == "The correct answer is D. N-acetylcysteine"
     assert report.skipped == {"no answer key": 1}
     pubmed, _ = build("pubmedqa")
@@ -116,7 +114,5 @@ def test_bad_inputs_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dataset folder not found"):
         iter_source("medqa", tmp_path / "absent")
     (tmp_path / "phrases_no_exclude_train.jsonl").write_text('{"question": "q", "options": {"A": "x"}}\n')
-    with pytest.raises(
-        DataError, match=r"phrases_no_exclude_train.jsonl:1: missing field\(s\) \['answer_idx'\]"
-    ):
+    with pytest.raises(DataError, match=r"phrases_no_exclude_train.jsonl:1: missing field\(s\) \['answer_idx'\]"):
         list(iter_source("medqa", tmp_path))
