@@ -153,7 +153,7 @@ async function send(event) {
     model: state.model || "bimedix2", messages, stream: true,
     temperature: Number($("temperature").value), max_tokens: Number($("max-tokens").value),
   };
-  addMessage("user", text, state.image && state.image.previewSrc);
+  const userBubble = addMessage("user", text, state.image && state.image.previewSrc);
   const bubble = addMessage("assistant", "");
   bubble.dataset.state = "streaming";
   bubble.dataset.chunks = "0";
@@ -197,7 +197,7 @@ async function send(event) {
   if (failed) {
     bubble.classList.add("failed");
     bubble.dataset.state = "failed";
-    if (!reply) bubble.remove();
+    if (!reply) { bubble.remove(); userBubble.remove(); }  // nothing was answered: the conversation is unchanged
     showError(failed);
   } else {
     bubble.dataset.state = "done";
