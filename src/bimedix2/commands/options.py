@@ -92,7 +92,8 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PRESET",
         help=f"DICOM greyscale window: {', '.join(WINDOW_PRESETS)} or CENTRE,WIDTH such as 40,400 "
-        "(default: the file's own VOI LUT or window, else the full range)",
+        "(default: the file's own VOI LUT or window, else the full range; a negative centre needs '=': "
+             "--window=-600,1500)",
     )
     group.add_argument(
         "--frame",
