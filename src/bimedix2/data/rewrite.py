@@ -1,0 +1,253 @@
+"""LLM rewriting jobs on the OpenAI-compatible client (durable and resumable like translation).
+
+Kinds:
+
+- ``vqa-detail``: a concise VQA answer ("yes", "left lung") becomes a detailed answer grounded
+  in the original; checked: a yes/no answer must open with that word, a short answer must
+  appear verbatim (case-insensitive) in the detailed one.
+- ``caption-conversation``: an image caption becomes a multi-turn conversation about the image
+  whose answers only use facts from the caption.
+- ``mcq-dialogue``: an MCQ item becomes a realistic doctor-patient (or student-teacher)
+  dialogue that leads to the item's correct answer (BiMediX appendix method); checked: the last
+  assistant turn names the correct option's text.
+
+Replies that break the JSON contract or a check are asked again, then recorded as failed.
+Output: ``OUT_DIR/rewritten.jsonl`` (input order), ``stats.json``, ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import save_config
+from ..conversation import IMAGE_PLACEHOLDER
+from ..errors import ConfigError, DataError
+from ..llm_client import LLMClient, LLMConfig
+from ..types import RESEARCH_NOTICE
+from .io import atomic_writer, dumps_record
+from .jobstore import ItemResult, JobStore
+from .runner import RunSummary, run_records
+from .schema import Record, Turn, record_from_json, record_to_json
+
+KINDS = ("vqa-detail", "caption-conversation", "mcq-dialogue")
+OUTPUT = "rewritten.jsonl"
+
+VQA_DETAIL_SYSTEM = """You rewrite short answers of medical visual question answering data into detailed answers.
+You receive a question about a medical image and its correct short answer. You cannot see the image.
+Write a detailed, well-formed answer (2-4 sentences) that:
+- states the short answer first, unchanged (a yes/no answer starts with "Yes" or "No");
+- explains it with general medical knowledge relevant to the question;
+- never invents image findings beyond what the question and short answer imply.
+Reply with one JSON object and nothing else: {"answer": "<detailed answer>"}"""
+
+CAPTION_SYSTEM = """You turn the caption of a medical image into a conversation about the image.
+You receive the caption. Write a conversation between a user asking about the image and an AI assistant
+that answers as if it sees the image. Use only facts stated in the caption; do not invent findings,
+numbers or diagnoses. Keep numbers, units and drug names exactly as in the caption.
+Do not write "<image>" or mention "the caption".
+Reply with one JSON object and nothing else:
+{"conversation": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}, ...]}
+Turns alternate, starting with "human" and ending with "gpt"."""
+
+MCQ_SYSTEM = """You turn a medical multiple-choice question into a realistic multi-turn dialogue.
+You receive the question, its options and the correct answer (with an explanation when available).
+Write a conversation between a patient (or a medical student) as "human" and a doctor (or teacher) as "gpt":
+the human describes the situation from the question in their own words; the doctor asks relevant follow-up
+questions, the human answers them using only facts from the question; the doctor reasons step by step and,
+in the final turn, states the correct answer by name and explains why. Keep numbers, units and drug names exact.
+Do not mention that this comes from a multiple-choice question or list the options.
+Reply with one JSON object and nothing else:
+{"conversation": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}, ...]}
+Turns alternate, starting with "human" and ending with "gpt"."""
+
+SYSTEMS = {"vqa-detail": VQA_DETAIL_SYSTEM, "caption-conversation": CAPTION_SYSTEM, "mcq-dialogue": MCQ_SYSTEM}
+_ANSWER = re.compile(r"The correct answer is ([A-Z])\. (.+?)(?:\n|$)")
+
+
+@dataclass(frozen=True)
+class RewriteConfig:
+    """Settings of a rewriting job (YAML: configs/data/rewrite.yaml)."""
+
+    llm: LLMConfig
+    min_turns: int = 2
+    max_turns: int = 4
+    json_attempts: int = 3
+    temperature: float = 0.7
+
+    def validate(self) -> None:
+        if not 1 <= self.min_turns <= self.max_turns:
+            raise ConfigError(f"need 1 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
+        if self.json_attempts < 1:
+            raise ConfigError("json_attempts must be >= 1")
+
+
+def _strip_image(text: str) -> str:
+    return text.replace(IMAGE_PLACEHOLDER, "").strip()
+
+
+def mcq_answer_text(record: Record) -> str:
+    """The correct option's text from a builder's MCQ record ("The correct answer is C. Text")."""
+    match = _ANSWER.search(record.conversations[-1].value)
+    if not match:
+        raise DataError(f"record {record.id}: last turn does not state 'The correct answer is X. ...'")
+    return match.group(2).strip()
+
+
+def build_messages(kind: str, record: Record, cfg: RewriteConfig) -> list[dict[str, str]]:
+    """The chat messages for one record."""
+    if kind == "vqa-detail":
+        user = json.dumps(
+            {"question": _strip_image(record.conversations[0].value), "short_answer": record.conversations[1].value},
+            ensure_ascii=False,
+        )
+    elif kind == "caption-conversation":
+        user = json.dumps(
+            {"caption": record.conversations[-1].value, "exchanges": f"{cfg.min_turns}-{cfg.max_turns}"},
+            ensure_ascii=False,
+        )
+    else:
+        user = json.dumps(
+            {
+                "question_with_options": record.conversations[0].value,
+                "correct_answer": record.conversations[-1].value,
+                "exchanges": f"{cfg.min_turns}-{cfg.max_turns}",
+            },
+            ensure_ascii=False,
+        )
+    return [{"role": "system", "content": SYSTEMS[kind]}, {"role": "user", "content": user}]
+
+
+def _conversation_check(cfg: RewriteConfig, must_end_with: str | None):  # noqa: ANN202
+    def check(value: Any) -> None:
+        conv = value.get("conversation") if isinstance(value, dict) else None
+        if not isinstance(conv, list) or not conv:
+            raise ValueError('reply must be an object with a non-empty "conversation" array')
+        for i, turn in enumerate(conv):
+            expected = "human" if i % 2 == 0 else "gpt"
+            if not isinstance(turn, dict) or turn.get("from") != expected:
+                raise ValueError(f"turn {i} must be from {expected!r}")
+            if not isinstance(turn.get("value"), str) or not turn["value"].strip():
+                raise ValueError(f"turn {i} is empty")
+            if IMAGE_PLACEHOLDER in turn["value"]:
+                raise ValueError(f"turn {i} contains {IMAGE_PLACEHOLDER}")
+        if len(conv) % 2:
+            raise ValueError("the conversation must end with a 'gpt' turn")
+        if not cfg.min_turns <= len(conv) // 2 <= cfg.max_turns:
+            raise ValueError(f"{len(conv) // 2} exchanges, expected {cfg.min_turns}-{cfg.max_turns}")
+        if must_end_with and must_end_with.lower() not in conv[-1]["value"].lower():
+            raise ValueError(f"the last turn must state the correct answer ({must_end_with!r})")
+
+    return check
+
+
+def _detail_check(short: str):  # noqa: ANN202
+    short_clean = short.strip().rstrip(".").strip()
+
+    def check(value: Any) -> None:
+        answer = value.get("answer") if isinstance(value, dict) else None
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError('reply must be an object with a non-empty "answer"')
+        lowered = answer.strip().lower()
+        if short_clean.lower() in ("yes", "no"):
+            if not lowered.startswith(short_clean.lower()):
+                raise ValueError(f"a {short_clean!r} answer must start with {short_clean!r}")
+        elif len(short_clean.split()) <= 6 and short_clean.lower() not in lowered:
+            raise ValueError(f"the detailed answer must contain the original answer {short_clean!r}")
+
+    return check
+
+
+async def rewrite_record(llm: LLMClient, kind: str, record: Record, cfg: RewriteConfig) -> ItemResult:
+    """Rewrite one record; failures (after re-asking) are recorded, not raised."""
+    if kind not in KINDS:
+        raise DataError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
+    if record.language != "en":
+        return ItemResult(rec_id=record.id, status="skipped", info={"reason": "rewriting works on English records"})
+    if kind == "vqa-detail":
+        if len(record.conversations) != 2:
+            return ItemResult(rec_id=record.id, status="skipped", info={"reason": "not a single-turn VQA record"})
+        check = _detail_check(record.conversations[1].value)
+    elif kind == "mcq-dialogue":
+        try:
+            check = _conversation_check(cfg, mcq_answer_text(record))
+        except DataError as exc:
+            return ItemResult(rec_id=record.id, status="skipped", info={"reason": str(exc)})
+    else:
+        check = _conversation_check(cfg, None)
+    reply = await llm.chat_json(
+        build_messages(kind, record, cfg), validate=check, attempts=cfg.json_attempts, temperature=cfg.temperature
+    )
+    if not reply.ok:
+        return ItemResult(rec_id=record.id, status="failed", info={"error": reply.error, "attempts": reply.attempts})
+    if kind == "vqa-detail":
+        turns = (record.conversations[0], Turn("gpt", reply.value["answer"].strip()))
+        task = record.task
+    else:
+        conv = reply.value["conversation"]
+        turns = tuple(Turn(t["from"], t["value"].strip()) for t in conv)
+        if record.images:
+            prefix = "".join(f"{IMAGE_PLACEHOLDER}\n" for _ in record.images)
+            turns = (Turn("human", prefix + turns[0].value), *turns[1:])
+        task = "conversation"
+    out = record.with_(
+        id=f"{record.id}-{kind}",
+        conversations=turns,
+        task=task,
+        provenance={**dict(record.provenance), "rewritten_from": record.id, "rewrite": kind, "model": llm.config.model},
+    )
+    return ItemResult(rec_id=record.id, status="done", output=record_to_json(out), info={"attempts": reply.attempts})
+
+
+async def run_rewrite_async(
+    kind: str, input_path: str | Path, out_dir: str | Path, cfg: RewriteConfig, *, progress: bool = True
+) -> tuple[RunSummary, dict[str, Any]]:
+    if kind not in KINDS:
+        raise DataError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.llm.cache_path is None:
+        cfg = replace(cfg, llm=replace(cfg.llm, cache_path=out / "llm_cache.sqlite"))
+    with JobStore(out / "job.sqlite") as store:
+        store.check_config(
+            {"kind": kind, "model": cfg.llm.model, "min_turns": cfg.min_turns, "max_turns": cfg.max_turns,
+             "json_attempts": cfg.json_attempts, "temperature": cfg.temperature}
+        )  # fmt: skip
+        save_config(cfg, out / "config.yaml")
+        async with LLMClient(cfg.llm) as llm:
+
+            async def process(idx: int, record: Record) -> ItemResult:
+                return await rewrite_record(llm, kind, record, cfg)
+
+            summary = await run_records(
+                input_path, store, process, workers=cfg.llm.max_concurrency, desc=f"rewrite {kind}", progress=progress
+            )
+            usage = llm.usage.as_dict()
+        written = 0
+        with atomic_writer(out / OUTPUT) as fh:
+            for item in store.items("status = 'done'"):
+                fh.write(dumps_record(record_from_json(item.result.output)) + "\n")
+                written += 1
+        stats = {
+            "notice": RESEARCH_NOTICE,
+            "kind": kind,
+            "written": written,
+            "failed": store.count("failed"),
+            "skipped": store.count("skipped"),
+            "invalid_input_records": store.count("invalid"),
+            "llm_usage_this_run": usage,
+        }
+    with atomic_writer(out / "stats.json") as fh:
+        json.dump(stats, fh, indent=1)
+    return summary, stats
+
+
+def run_rewrite(
+    kind: str, input_path: str | Path, out_dir: str | Path, cfg: RewriteConfig, *, progress: bool = True
+) -> tuple[RunSummary, dict[str, Any]]:
+    """Run a rewriting job (resumable: rerun the same command to continue)."""
+    return asyncio.run(run_rewrite_async(kind, input_path, out_dir, cfg, progress=progress))
