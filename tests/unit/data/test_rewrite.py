@@ -88,7 +88,7 @@ def test_mcq_dialogue_must_reach_the_answer_else_recorded_failure(tmp_path: Path
         server.script(wrong, "malformed", wrong)  # record 1: three bad replies -> failed
         one_at_a_time = cfg(server, concurrency=1)  # so the scripted replies go to the first record
         _, stats = run_rewrite("mcq-dialogue", tmp_path / "in.jsonl", tmp_path / "o", one_at_a_time, progress=False)
-        calls = server.completed
+        calls = len(server.requests)
     assert stats["failed"] == 1 and stats["written"] == 1
     (rec,) = iter_records(tmp_path / "o" / "rewritten.jsonl")
     assert "Vitamin C" in rec.conversations[-1].value
