@@ -155,7 +155,9 @@ def _render(ds, label: str, window: Window | None, frame: int | None, max_pixels
         frames = int(ds.get("NumberOfFrames") or 1)
         samples = int(ds.get("SamplesPerPixel") or 1)
     except (AttributeError, TypeError, ValueError):
-        raise ImageError(f"{label}: DICOM image attributes (Rows, Columns, NumberOfFrames) are missing or invalid") from None
+        raise ImageError(
+            f"{label}: DICOM image attributes (Rows, Columns, NumberOfFrames) are missing or invalid"
+        ) from None
     if rows <= 0 or cols <= 0 or frames <= 0:
         raise ImageError(f"{label}: DICOM image has zero rows, columns or frames")
     if rows * cols > max_pixels:
@@ -314,73 +316,156 @@ def _dataset_offset(data: bytes) -> int | None:
 
 
 # --- De-identification ----------------------------------------------------------------------
-# No well-kept library on our dependency list implements PS3.15; the Basic Application Level
-# Confidentiality Profile (Table E.1-1, basic-profile column) is held here as keyword lists, backed
-# by catch-all rules (every PN, date/time, non-standard UID and private tag) for attributes not listed.
+# No well-kept library on our dependency list implements PS3.15, so the Basic Application Level
+# Confidentiality Profile (PS3.15 2024b Table E.1-1, basic-profile column) is held here as keywords,
+# backed by catch-alls (every PN, date/time, non-standard UID and private tag) for unlisted attributes.
+# Actions: Z and Z/D -> emptied (kept present, so type 2 attributes stay valid); X, D, X/Z, X/D, X/Z/D ->
+# removed (dummy values would still be made up data; removal is the stricter choice); X/Z/U*
+# (ReferencedImageSequence, SourceImageSequence) -> kept with their UIDs replaced.
 
-# Z: type 2 attributes kept present but emptied, so the object stays valid.
-DEID_EMPTY = frozenset({
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-    "AccessionNumber", "ReferringPhysicianName", "StudyID", "ContentDate", "ContentTime",
-    "ContrastBolusAgent", "PatientOrientation", "Laterality", "ImageLaterality",
-})
-# X: removed.
-DEID_REMOVE = frozenset({
-    "AcquisitionComments", "AcquisitionContextSequence", "AcquisitionDate", "AcquisitionDateTime",
-    "AcquisitionDeviceProcessingDescription", "AcquisitionProtocolDescription", "AcquisitionTime",
-    "ActualHumanPerformersSequence", "AdditionalPatientHistory", "AdmissionID", "AdmittingDate",
-    "AdmittingDiagnosesCodeSequence", "AdmittingDiagnosesDescription", "AdmittingTime", "Allergies",
-    "Arbitrary", "AuthorObserverSequence", "BranchOfService", "CassetteID", "CommentsOnThePerformedProcedureStep",
-    "ConfidentialityConstraintOnPatientDataDescription", "ContentCreatorName", "ContentCreatorIdentificationCodeSequence",
-    "ContributionDescription", "CountryOfResidence", "CurrentPatientLocation", "CurveData", "CurveDate",
-    "CurveTime", "CustodialOrganizationSequence", "DataSetTrailingPadding", "DerivationDescription",
-    "DetectorID", "DeviceSerialNumber", "DeviceDescription", "DigitalSignaturesSequence", "DischargeDiagnosisDescription",
-    "DistributionAddress", "DistributionName", "EthnicGroup", "FillerOrderNumberImagingServiceRequest",
-    "FrameComments", "GantryID", "GeneratorID", "GraphicAnnotationSequence", "HumanPerformerName",
-    "HumanPerformerOrganization", "IconImageSequence", "IdentifyingComments", "ImageComments",
-    "ImagePresentationComments", "ImagingServiceRequestComments", "Impressions", "InstitutionAddress",
-    "InstitutionCodeSequence", "InstitutionName", "InstitutionalDepartmentName", "InsurancePlanIdentification",
-    "IntendedRecipientsOfResultsIdentificationSequence", "InterpretationApproverSequence", "InterpretationAuthor",
-    "InterpretationDiagnosisDescription", "InterpretationIDIssuer", "InterpretationRecorder", "InterpretationText",
-    "InterpretationTranscriber", "IssuerOfAdmissionID", "IssuerOfPatientID", "IssuerOfServiceEpisodeID",
-    "MACParametersSequence", "MedicalAlerts", "MedicalRecordLocator", "MilitaryRank", "ModifiedAttributesSequence",
-    "ModifyingDeviceID", "ModifyingDeviceManufacturer", "NameOfPhysiciansReadingStudy", "NamesOfIntendedRecipientsOfResults",
-    "Occupation", "OperatorIdentificationSequence", "OperatorsName", "OrderCallbackPhoneNumber", "OrderEnteredBy",
-    "OrderEntererLocation", "OriginalAttributesSequence", "OtherPatientIDs", "OtherPatientIDsSequence",
-    "OtherPatientNames", "OverlayComments", "OverlayData", "ParticipantSequence", "PatientAddress", "PatientAge",
-    "PatientBirthName", "PatientBirthTime", "PatientComments", "PatientInstitutionResidence",
-    "PatientInsurancePlanCodeSequence", "PatientMotherBirthName", "PatientPrimaryLanguageCodeSequence",
-    "PatientPrimaryLanguageModifierCodeSequence", "PatientReligiousPreference", "PatientSize", "PatientState",
-    "PatientTelecomInformation", "PatientTelephoneNumbers", "PatientTransportArrangements", "PatientWeight",
-    "PerformedLocation", "PerformedProcedureStepDescription", "PerformedProcedureStepEndDate",
-    "PerformedProcedureStepEndTime", "PerformedProcedureStepID", "PerformedProcedureStepStartDate",
-    "PerformedProcedureStepStartTime", "PerformedStationAETitle", "PerformedStationGeographicLocationCodeSequence",
-    "PerformedStationName", "PerformedStationNameCodeSequence", "PerformingPhysicianIdentificationSequence",
-    "PerformingPhysicianName", "PersonAddress", "PersonIdentificationCodeSequence", "PersonName",
-    "PersonTelecomInformation", "PersonTelephoneNumbers", "PhysicianApprovingInterpretation",
-    "PhysiciansOfRecord", "PhysiciansOfRecordIdentificationSequence", "PhysiciansReadingStudyIdentificationSequence",
-    "PlacerOrderNumberImagingServiceRequest", "PlateID", "PreMedication", "PregnancyStatus", "ProtocolName",
-    "ReasonForTheImagingServiceRequest", "ReasonForStudy", "ReferencedDigitalSignatureSequence",
-    "ReferencedPatientAliasSequence", "ReferencedPatientPhotoSequence", "ReferencedPatientSequence",
-    "ReferencedPerformedProcedureStepSequence", "ReferencedSOPInstanceMACSequence", "ReferencedStudySequence",
-    "ReferringPhysicianAddress", "ReferringPhysicianIdentificationSequence", "ReferringPhysicianTelephoneNumbers",
-    "RegionOfResidence", "RequestAttributesSequence", "RequestedContrastAgent", "RequestedProcedureComments",
-    "RequestedProcedureDescription", "RequestedProcedureID", "RequestedProcedureLocation", "RequestingPhysician",
-    "RequestingService", "ResponsibleOrganization", "ResponsiblePerson", "ResultsComments", "ResultsDistributionListSequence",
-    "ResultsIDIssuer", "ReviewerName", "ScheduledHumanPerformersSequence", "ScheduledPatientInstitutionResidence",
-    "ScheduledPerformingPhysicianIdentificationSequence", "ScheduledPerformingPhysicianName",
-    "ScheduledProcedureStepDescription", "ScheduledProcedureStepEndDate", "ScheduledProcedureStepEndTime",
-    "ScheduledProcedureStepID", "ScheduledProcedureStepLocation", "ScheduledProcedureStepStartDate",
-    "ScheduledProcedureStepStartTime", "ScheduledStationAETitle", "ScheduledStationGeographicLocationCodeSequence",
-    "ScheduledStationName", "ScheduledStationNameCodeSequence", "ScheduledStudyLocation", "ScheduledStudyLocationAETitle",
-    "SeriesDate", "SeriesDescription", "SeriesTime", "ServiceEpisodeDescription", "ServiceEpisodeID", "SmokingStatus",
-    "SourceImageSequence", "SpecialNeeds", "StationName", "StudyComments", "StudyDescription", "StudyIDIssuer",
-    "TextComments", "TextString", "TopicAuthor", "TopicKeywords", "TopicSubject", "TopicTitle", "VerifyingObserverName",
-    "VerifyingObserverIdentificationCodeSequence", "VerifyingObserverSequence", "VerifyingOrganization",
-    "VisitComments", "InstanceCreationDate", "InstanceCreationTime", "ContentSequence", "DateTime", "Date", "Time",
-    "EncryptedAttributesSequence", "StudyArrivalDate", "StudyArrivalTime", "StudyCompletionDate", "StudyCompletionTime",
-    "StudyVerifiedDate", "StudyVerifiedTime", "StudyReadDate", "StudyReadTime", "LastMenstrualDate",
-})
+DEID_EMPTY = frozenset("""
+AccessionNumber CalibrationDateTime ClinicalTrialCoordinatingCenterName ClinicalTrialProtocolName
+ClinicalTrialSiteID ClinicalTrialSiteName ClinicalTrialTimePointID
+ConceptualVolumeCombinationDescription ConceptualVolumeDescription ConsultingPhysicianName
+ContentCreatorName ContentDate ContentTime ContrastBolusAgent DeviceAlternateIdentifier
+FillerOrderNumberImagingServiceRequest FractionationNotes InstructionPerformedDateTime
+IssuerOfTheContainerIdentifierSequence IssuerOfTheSpecimenIdentifierSequence
+ManufacturerDeviceIdentifier ParticipationDateTime PatientBirthDate PatientID PatientName PatientSex
+PlacerOrderNumberImagingServiceRequest PrescriptionNotes PrescriptionNotesSequence ROIInterpreter
+ROIName RTAccessoryDeviceSlotID RTAccessoryHolderSlotID RTPhysicianIntentNarrative
+RadiationGenerationModeDescription ReasonForSuperseding ReferringPhysicianName ReviewDate ReviewTime
+SourceOfPreviousValues SpecimenPreparationSequence StructureSetDate StructureSetTime StudyDate StudyID
+StudyTime TreatmentTechniqueNotes VerifyingObserverIdentificationCodeSequence
+""".split())
+DEID_REMOVE = frozenset("""
+AcquisitionComments AcquisitionContextSequence AcquisitionDate AcquisitionDateTime
+AcquisitionDeviceProcessingDescription AcquisitionFieldOfViewLabel AcquisitionProtocolDescription
+AcquisitionTime ActualHumanPerformersSequence AdditionalPatientHistory AddressTrial AdmissionID
+AdmittingDate AdmittingDiagnosesCodeSequence AdmittingDiagnosesDescription AdmittingTime Allergies
+AnnotationGroupDescription AnnotationGroupLabel ApprovalStatusDateTime Arbitrary AssertionDateTime
+AssertionExpirationDateTime AttributeModificationDateTime AuthorObserverSequence BarcodeValue
+BeamDescription BeamHoldTransitionDateTime BolusDescription BranchOfService CalibrationDate
+CalibrationTime CameraOwnerName CassetteID CertificateOfSigner CertifiedTimestamp
+ClinicalTrialProtocolEthicsCommitteeApprovalNumber ClinicalTrialProtocolEthicsCommitteeName
+ClinicalTrialProtocolID ClinicalTrialSeriesDescription ClinicalTrialSeriesID ClinicalTrialSponsorName
+ClinicalTrialSubjectID ClinicalTrialSubjectReadingID ClinicalTrialTimePointDescription
+CommentsOnRadiationDose CommentsOnThePerformedProcedureStep CompensatorDescription
+ConfidentialityConstraintOnPatientDataDescription ConsultingPhysicianIdentificationSequence
+ContainerComponentID ContainerDescription ContainerIdentifier ContentCreatorIdentificationCodeSequence
+ContentSequence ContextGroupLocalVersion ContextGroupVersion ContrastBolusStartTime
+ContrastBolusStopTime ContributionDateTime ContributionDescription CountryOfResidence CreationDate
+CreationTime CurrentObserverTrial CurrentPatientLocation CurveDate CurveTime
+CustodialOrganizationSequence DataSetTrailingPadding Date DateOfDocumentOrVerbalTransactionTrial
+DateOfInstallation DateOfLastCalibration DateOfLastDetectorCalibration DateOfManufacture
+DateOfSecondaryCapture DateTime DateTimeOfLastCalibration DecayCorrectionDateTime
+DecompositionDescription DerivationDescription DestinationAE DetectorID DeviceDescription DeviceLabel
+DeviceSerialNumber DeviceSettingDescription DigitalSignatureDateTime DigitalSignaturesSequence
+DischargeDate DischargeDiagnosisDescription DischargeTime DisplacementReferenceLabel DistributionAddress
+DistributionName DoseReferenceDescription EffectiveDateTime EncapsulatedDocument
+EncryptedAttributesSequence EndAcquisitionDateTime EntityDescription EntityLabel EntityLongLabel
+EntityName EquipmentFrameOfReferenceDescription EthicsCommitteeApprovalEffectivenessEndDate
+EthicsCommitteeApprovalEffectivenessStartDate EthnicGroup ExclusionStartDateTime
+ExpectedCompletionDateTime FilterLookupTableDescription FindingsGroupRecordingDateTrial
+FindingsGroupRecordingTimeTrial FirstTreatmentDate FixationDeviceDescription FlowIdentifier
+FlowIdentifierSequence FractionGroupDescription FrameAcquisitionDateTime FrameComments
+FrameOriginTimestamp FrameReferenceDateTime FunctionalSyncPulse GPSAltitude GPSAltitudeRef
+GPSAreaInformation GPSDOP GPSDateStamp GPSDestBearing GPSDestBearingRef GPSDestDistance
+GPSDestDistanceRef GPSDestLatitude GPSDestLatitudeRef GPSDestLongitude GPSDestLongitudeRef
+GPSDifferential GPSImgDirection GPSImgDirectionRef GPSLatitude GPSLatitudeRef GPSLongitude
+GPSLongitudeRef GPSMapDatum GPSMeasureMode GPSProcessingMethod GPSSatellites GPSSpeed GPSSpeedRef
+GPSStatus GPSTimeStamp GPSTrack GPSTrackRef GPSVersionID GantryID GeneratorID GraphicAnnotationSequence
+HL7DocumentEffectiveTime HangingProtocolCreationDateTime HumanPerformerName HumanPerformerOrganization
+IconImageSequence IdentifyingComments ImageComments ImagePresentationComments
+ImagingServiceRequestComments ImpedanceMeasurementDateTime Impressions InformationIssueDateTime
+InstanceCoercionDateTime InstanceCreationDate InstanceCreationTime InstanceOriginStatus
+InstitutionAddress InstitutionCodeSequence InstitutionName InstitutionalDepartmentName
+InstitutionalDepartmentTypeCodeSequence InsurancePlanIdentification IntendedFractionStartTime
+IntendedPhaseEndDate IntendedPhaseStartDate IntendedRecipientsOfResultsIdentificationSequence
+InterlockDateTime InterlockDescription InterlockOriginDescription InterpretationApprovalDate
+InterpretationApprovalTime InterpretationApproverSequence InterpretationAuthor
+InterpretationDiagnosisDescription InterpretationID InterpretationIDIssuer InterpretationRecordedDate
+InterpretationRecordedTime InterpretationRecorder InterpretationText InterpretationTranscriber
+InterpretationTranscriptionDate InterpretationTranscriptionTime InterventionDrugStartTime
+InterventionDrugStopTime IssueDateOfImagingServiceRequest IssueTimeOfImagingServiceRequest
+IssuerOfAdmissionID IssuerOfAdmissionIDSequence IssuerOfClinicalTrialProtocolID
+IssuerOfClinicalTrialSeriesID IssuerOfClinicalTrialSiteID IssuerOfClinicalTrialSubjectID
+IssuerOfClinicalTrialSubjectReadingID IssuerOfClinicalTrialTimePointID IssuerOfPatientID
+IssuerOfServiceEpisodeID IssuerOfServiceEpisodeIDSequence LabelText LastMenstrualDate LensMake LensModel
+LensSerialNumber LensSpecification LongDeviceDescription MAC MACParametersSequence MakerNote
+MedicalAlerts MedicalRecordLocator MilitaryRank ModifiedAttributesSequence ModifiedImageDate
+ModifiedImageDescription ModifiedImageTime ModifyingDeviceID ModifyingDeviceManufacturer ModifyingSystem
+MostRecentTreatmentDate MultienergyAcquisitionDescription NameOfPhysiciansReadingStudy
+NamesOfIntendedRecipientsOfResults NetworkID NonconformingDataElementValue
+NonconformingModifiedAttributesSequence ObservationDateTime ObservationDateTrial
+ObservationStartDateTime ObservationTimeTrial Occupation OperatorIdentificationSequence OperatorsName
+OrderCallbackPhoneNumber OrderCallbackTelecomInformation OrderEnteredBy OrderEntererLocation
+OriginalAttributesSequence Originator OtherClinicalTrialProtocolIDsSequence OtherPatientIDs
+OtherPatientIDsSequence OtherPatientNames OverlayDate OverlayTime
+OverrideDateTime ParticipantSequence PatientAddress PatientAge PatientBirthName PatientBirthTime
+PatientComments PatientInstitutionResidence PatientInsurancePlanCodeSequence PatientMotherBirthName
+PatientPrimaryLanguageCodeSequence PatientPrimaryLanguageModifierCodeSequence PatientReligiousPreference
+PatientSetupPhotoDescription PatientSexNeutered PatientSize PatientState PatientTelecomInformation
+PatientTelephoneNumbers PatientTransportArrangements PatientTreatmentPreparationMethodDescription
+PatientTreatmentPreparationProcedureParameterDescription PatientWeight PerformedLocation
+PerformedProcedureStepDescription PerformedProcedureStepEndDate PerformedProcedureStepEndDateTime
+PerformedProcedureStepEndTime PerformedProcedureStepID PerformedProcedureStepStartDate
+PerformedProcedureStepStartDateTime PerformedProcedureStepStartTime PerformedStationAETitle
+PerformedStationGeographicLocationCodeSequence PerformedStationName PerformedStationNameCodeSequence
+PerformingPhysicianIdentificationSequence PerformingPhysicianName PersonAddress
+PersonIdentificationCodeSequence PersonName PersonTelecomInformation PersonTelephoneNumbers
+PhysicianApprovingInterpretation PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
+PhysiciansReadingStudyIdentificationSequence PlateID PositionAcquisitionTemplateDescription
+PositionAcquisitionTemplateName PreMedication PregnancyStatus PrescriptionDescription
+PresentationCreationDate PresentationCreationTime PriorTreatmentDoseDescription
+ProcedureStepCancellationDateTime ProductExpirationDateTime ProtocolName PyramidDescription PyramidLabel
+ROICreatorSequence ROIDateTime ROIDescription ROIGenerationDescription ROIInterpreterSequence
+ROIObservationDateTime ROIObservationDescription ROIObservationLabel RTPlanDate RTPlanDescription
+RTPlanLabel RTPlanName RTPlanTime RTPrescriptionLabel RTToleranceSetLabel RTTreatmentApproachLabel
+RadiationDoseIdentificationLabel RadiationDoseInVivoMeasurementLabel RadiationGenerationModeLabel
+RadiopharmaceuticalStartDateTime RadiopharmaceuticalStartTime RadiopharmaceuticalStopDateTime
+RadiopharmaceuticalStopTime ReasonForOmissionDescription ReasonForRequestedProcedureCodeSequence
+ReasonForStudy ReasonForTheAttributeModification ReasonForTheImagingServiceRequest
+ReasonForTheRequestedProcedure ReasonForVisit ReasonForVisitCodeSequence ReceivingAE
+RecordedRTControlPointDateTime ReferencedDateTime ReferencedDigitalSignatureSequence
+ReferencedPatientAliasSequence ReferencedPatientPhotoSequence ReferencedPatientSequence
+ReferencedPerformedProcedureStepSequence ReferencedSOPInstanceMACSequence ReferencedStudySequence
+ReferringPhysicianAddress ReferringPhysicianIdentificationSequence ReferringPhysicianTelephoneNumbers
+RegionOfResidence RequestAttributesSequence RequestedContrastAgent RequestedProcedureComments
+RequestedProcedureDescription RequestedProcedureID RequestedProcedureLocation RequestedSeriesDescription
+RequestingAE RequestingPhysician RequestingService RespiratoryMotionCompensationTechniqueDescription
+ResponsibleOrganization ResponsiblePerson ResultsComments ResultsDistributionListSequence ResultsID
+ResultsIDIssuer RetrieveAETitle ReviewerName SOPAuthorizationDateTime SafePositionExitDate
+SafePositionExitTime SafePositionReturnDate SafePositionReturnTime ScheduledAdmissionDate
+ScheduledAdmissionTime ScheduledDischargeDate ScheduledDischargeTime ScheduledHumanPerformersSequence
+ScheduledPatientInstitutionResidence ScheduledPerformingPhysicianIdentificationSequence
+ScheduledPerformingPhysicianName ScheduledProcedureStepDescription ScheduledProcedureStepEndDate
+ScheduledProcedureStepEndTime ScheduledProcedureStepExpirationDateTime ScheduledProcedureStepID
+ScheduledProcedureStepLocation ScheduledProcedureStepModificationDateTime
+ScheduledProcedureStepStartDate ScheduledProcedureStepStartDateTime ScheduledProcedureStepStartTime
+ScheduledStationAETitle ScheduledStationGeographicLocationCodeSequence ScheduledStationName
+ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
+ScheduledStudyStartDate ScheduledStudyStartTime ScheduledStudyStopDate ScheduledStudyStopTime
+SelectorAEValue SelectorASValue SelectorDAValue SelectorDTValue SelectorLOValue SelectorLTValue
+SelectorOBValue SelectorPNValue SelectorSHValue SelectorSTValue SelectorTMValue SelectorUNValue
+SelectorURValue SelectorUTValue SeriesDate SeriesDescription SeriesTime ServiceEpisodeDescription
+ServiceEpisodeID SetupTechniqueDescription ShieldingDeviceDescription SlideIdentifier SmokingStatus
+SourceEndDateTime SourceIdentifier SourceManufacturer SourceSerialNumber SourceStartDateTime
+SourceStrengthReferenceDate SourceStrengthReferenceTime SpecialNeeds SpecimenAccessionNumber
+SpecimenDetailedDescription SpecimenIdentifier SpecimenShortDescription StartAcquisitionDateTime
+StationAETitle StationName StructureSetDescription StructureSetLabel StructureSetName StudyArrivalDate
+StudyArrivalTime StudyComments StudyCompletionDate StudyCompletionTime StudyDescription StudyIDIssuer
+StudyReadDate StudyReadTime StudyVerifiedDate StudyVerifiedTime SubstanceAdministrationDateTime
+TelephoneNumberTrial TemplateLocalVersion TemplateVersion TextComments TextString Time
+TimeOfDocumentCreationOrVerbalTransactionTrial TimeOfLastCalibration TimeOfLastDetectorCalibration
+TimeOfSecondaryCapture TimezoneOffsetFromUTC TopicAuthor TopicKeywords TopicSubject TopicTitle
+TransducerIdentificationSequence TreatmentControlPointDate TreatmentControlPointTime TreatmentDate
+TreatmentMachineName TreatmentPositionGroupLabel TreatmentSite TreatmentSites TreatmentTime
+TreatmentToleranceViolationDateTime TreatmentToleranceViolationDescription UDISequence
+UniqueDeviceIdentifier UserContentLabel UserContentLongLabel VerbalSourceIdentifierCodeSequenceTrial
+VerbalSourceTrial VerificationDateTime VerifyingObserverName VerifyingObserverSequence
+VerifyingOrganization VisitComments WaveformFilterDescription XRayDetectorID XRayDetectorLabel
+XRaySourceID
+""".split())
 _DEID_METHOD = "PS3.15 E.1.1 Basic Profile (bimedix2)"  # LO: 64 characters at most
 
 
@@ -408,9 +493,12 @@ class DeidReport:
     def summary(self) -> str:
         """One line for a log or a report (keywords and counts only)."""
         flag = self.burned_in_annotation or "absent"
-        review = "pixel data needs review for burned-in text" if self.pixels_need_review else "no burned-in text declared"
+        review = (
+            "pixel data needs review for burned-in text" if self.pixels_need_review else "no burned-in text declared"
+        )
         return (
-            f"removed {len(self.removed)} attribute(s), emptied {len(self.emptied)}, replaced {self.uids_replaced} UID(s), "
+            f"removed {len(self.removed)} attribute(s), emptied {len(self.emptied)}, "
+            f"replaced {self.uids_replaced} UID(s), "
             f"removed {self.private_removed} private tag(s); BurnedInAnnotation {flag}: {review}"
         )
 
@@ -451,7 +539,7 @@ def deidentify(dataset, *, uid_secret: bytes | None = None):  # noqa: ANN001, AN
             else:
                 elem.value = None
             emptied.add(keyword)
-        elif keyword in DEID_REMOVE or 0x5000 <= group <= 0x50FF or (0x6000 <= group <= 0x60FF and elem.tag.element in (0x3000, 0x4000)):
+        elif keyword in DEID_REMOVE or _is_curve_or_overlay_text(group, elem.tag.element):
             del parent[elem.tag]
             removed.add(keyword or str(elem.tag))
         elif elem.VR == "PN":
@@ -471,7 +559,8 @@ def deidentify(dataset, *, uid_secret: bytes | None = None):  # noqa: ANN001, AN
     ds.walk(visit, recursive=True)
     ds.remove_private_tags()
     if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid(str(ds.file_meta.MediaStorageSOPInstanceUID))
+        old = str(ds.file_meta.MediaStorageSOPInstanceUID)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid(old)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = _DEID_METHOD
     ds.DeidentificationMethodCodeSequence = [_code("113100", "Basic Application Confidentiality Profile")]
@@ -493,6 +582,11 @@ def deidentify_file(source, destination, *, uid_secret: bytes | None = None, max
         clean.save_as(tmp, enforce_file_format=True)
     tmp.replace(dst)
     return report
+
+
+def _is_curve_or_overlay_text(group: int, element: int) -> bool:
+    """Curve data (50xx,xxxx) and Overlay Data / Comments (60xx,3000 / 60xx,4000): X in the profile."""
+    return 0x5000 <= group <= 0x50FF or (0x6000 <= group <= 0x60FF and element in (0x3000, 0x4000))
 
 
 def _flag(ds, keyword: str) -> str | None:  # noqa: ANN001

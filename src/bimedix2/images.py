@@ -174,7 +174,8 @@ def _open_pil(ref: ImageRef, data: bytes, label: str, limits: ImageLimits) -> Lo
             if index >= frames:
                 raise ImageError(f"{label}: frame {index} is out of range; the image has {frames} frame(s)")
             if frames > 1:
-                kind = {"GIF": "animated GIF", "TIFF": "multi-page TIFF", "WEBP": "animated WebP"}.get(fmt, f"{fmt} with frames")
+                kinds = {"GIF": "animated GIF", "TIFF": "multi-page TIFF", "WEBP": "animated WebP"}
+                kind = kinds.get(fmt, f"{fmt} with frames")
                 how = "the first; choose with --frame" if ref.frame is None else "as asked"
                 notes.append(f"{label}: {kind} with {frames} frames; using frame {index} ({how})")
             img.seek(index)

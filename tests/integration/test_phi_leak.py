@@ -125,8 +125,8 @@ def test_server_never_shows_patient_data(tiny_llava_path: Path, sandbox) -> None
     log = roots[2] / "server.log"
     with log.open("w") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "bimedix2.cli", "-v", "serve", "--model", str(tiny_llava_path), "--host", "127.0.0.1",
-             "--port", str(port), "--served-model-name", "tiny", "--log-requests"],
+            [sys.executable, "-m", "bimedix2.cli", "-v", "serve", "--model", str(tiny_llava_path),
+             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny", "--log-requests"],
             stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=roots[2],
         )
         try:

@@ -44,6 +44,7 @@ def test_chat_applies_options_to_attached_images(tiny_llava_path: Path, capsys, 
 
     ct = get_testdata_file("CT_small.dcm")
     monkeypatch.setattr("sys.stdin", io.StringIO(f"/image {ct}\nWhat is shown?\n/quit\n"))
-    code = main(["chat", "--model", str(tiny_llava_path), "--temperature", "0", "--max-new-tokens", "2", "--frame", "1"])
+    args = ["chat", "--model", str(tiny_llava_path), "--temperature", "0", "--max-new-tokens", "2", "--frame", "1"]
+    code = main(args)
     err = capsys.readouterr().err
     assert code == 0 and "frame 1 is out of range; the file has 1 frame(s), 0 to 0" in err

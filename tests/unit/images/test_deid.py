@@ -95,3 +95,12 @@ def test_burned_in_annotation_is_reported(flag: str | None, review: bool) -> Non
     assert report.pixels_need_review is review
     assert report.recognizable_visual_features == ("NO" if flag else None)
     assert str(ds.PatientName) not in report.summary()
+
+
+def test_profile_tables_hold_only_real_dicom_keywords() -> None:
+    from pydicom.datadict import tag_for_keyword
+
+    from bimedix2.dicom import DEID_EMPTY, DEID_REMOVE
+
+    assert len(DEID_REMOVE) > 400 and len(DEID_EMPTY) > 40 and not DEID_EMPTY & DEID_REMOVE
+    assert [k for k in sorted(DEID_EMPTY | DEID_REMOVE) if tag_for_keyword(k) is None] == []

@@ -119,7 +119,8 @@ def test_multi_frame_uses_first_frame_and_says_so(fmt: str, kind: str, caplog: p
     data = _frames(fmt)
     loaded = open_image(ImageRef(data, name=f"clip.{fmt.lower()}"))
     assert (loaded.frame, loaded.frames) == (0, 3)
-    assert loaded.notes == (f"clip.{fmt.lower()}: {kind} with 3 frames; using frame 0 (the first; choose with --frame)",)
+    note = f"clip.{fmt.lower()}: {kind} with 3 frames; using frame 0 (the first; choose with --frame)"
+    assert loaded.notes == (note,)
     assert tuple(np.asarray(loaded.image)[0, 0]) == (255, 0, 0)
     assert tuple(np.asarray(load_image(ImageRef(data, frame=2)))[0, 0]) == (0, 0, 255)
     with pytest.raises(ImageError, match=r"frame 3 is out of range; the image has 3 frame\(s\)"):
