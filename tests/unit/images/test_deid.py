@@ -63,6 +63,13 @@ def test_uids_are_replaced_consistently_and_class_uids_kept() -> None:
     assert first.file_meta.MediaStorageSOPInstanceUID == first.SOPInstanceUID
 
 
+def test_overlay_data_and_comments_are_removed() -> None:
+    ds = pydicom.dcmread(get_testdata_file("examples_overlay.dcm"))
+    assert 0x60003000 in ds
+    clean, _ = deidentify(ds)
+    assert 0x60003000 not in clean and 0x60000010 in clean  # Overlay Rows: geometry is not identifying
+
+
 def test_private_tags_in_nested_sequences_are_removed() -> None:
     ds = pydicom.dcmread(get_testdata_file("nested_priv_SQ.dcm"))
     assert any(elem.tag.is_private for elem in ds.iterall())
