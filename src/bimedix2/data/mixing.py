@@ -1,0 +1,256 @@
+"""Compose a training mixture from record files: target counts or weights, an English:Arabic
+ratio, exact-duplicate removal, splits; a composition table (like BiMediX2's Table 8) + chart.
+
+Two streaming passes, memory bounded (a few bytes per record, never the records):
+1. hash every record (content for dedupe, id for a seeded random rank) into numpy arrays;
+2. after choosing how many to take from each (source, language) cell, the lowest-ranked records
+   of each cell are streamed into ``mixture.jsonl`` and per-split files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import save_config
+from ..errors import ConfigError, DataError
+from .io import atomic_writer, dumps_record, iter_records
+from .schema import LANGUAGES, SPLITS, record_to_json
+
+
+@dataclass(frozen=True)
+class MixSource:
+    """One input file: all of it, an exact ``count``, or a ``weight`` of the config's ``total``."""
+
+    path: Path
+    name: str = ""
+    count: int | None = None
+    weight: float | None = None
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """A mixture recipe (YAML: configs/data/mix-example.yaml)."""
+
+    sources: tuple[MixSource, ...]
+    total: int | None = None
+    language_ratio: dict[str, float] = field(default_factory=dict)  # e.g. {en: 2, ar: 1}
+    dedupe: bool = True
+    resplit: dict[str, float] = field(default_factory=dict)  # e.g. {train: 0.98, validation: 0.02}; empty: keep
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise ConfigError("sources: at least one source is needed")
+        for i, src in enumerate(self.sources):
+            if src.count is not None and src.weight is not None:
+                raise ConfigError(f"sources[{i}]: give count or weight, not both")
+            if src.weight is not None and self.total is None:
+                raise ConfigError(f"sources[{i}]: a weight needs the top-level total")
+            if (src.count is not None and src.count < 0) or (src.weight is not None and src.weight < 0):
+                raise ConfigError(f"sources[{i}]: count and weight must be >= 0")
+        names = [s.name or s.path.stem for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sources: names must be unique, got {names}")
+        bad = set(self.language_ratio) - set(LANGUAGES)
+        if bad or any(v <= 0 for v in self.language_ratio.values()):
+            raise ConfigError(f"language_ratio: keys from {LANGUAGES}, positive values; got {self.language_ratio}")
+        if self.resplit and (set(self.resplit) - set(SPLITS) or abs(sum(self.resplit.values()) - 1) > 1e-6):
+            raise ConfigError(f"resplit: fractions over {SPLITS} summing to 1; got {self.resplit}")
+
+
+@dataclass(frozen=True)
+class MixResult:
+    counts: dict[str, dict[str, int]]  # source -> language -> records taken
+    splits: dict[str, int]
+    duplicates_removed: int
+    table: str
+    chart: Path
+    output: Path
+
+
+def _h64(data: str) -> int:
+    return int.from_bytes(hashlib.blake2b(data.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _content_key(obj: dict[str, Any]) -> str:
+    return json.dumps([obj.get("image"), obj["conversations"]], ensure_ascii=False, sort_keys=True)
+
+
+def _scan(path: Path, seed: int, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(content hash, rank hash, language index) per record, in file order."""
+    content, rank, lang = [], [], []
+    for record in tqdm(iter_records(path), desc=f"scan {desc}", unit="rec"):
+        if record.language not in LANGUAGES:
+            raise DataError(f"{path}: record {record.id}: language {record.language!r} not in {LANGUAGES}")
+        content.append(_h64(_content_key(record_to_json(record))))
+        rank.append(_h64(f"{seed}:{record.id}"))
+        lang.append(LANGUAGES.index(record.language))
+    return np.array(content, np.uint64), np.array(rank, np.uint64), np.array(lang, np.int8)
+
+
+def _apply_ratio(wanted: dict[str, dict[str, int]], ratio: dict[str, float]) -> dict[str, dict[str, int]]:
+    """Scale down languages so totals follow ``ratio`` (never scales up)."""
+    totals = {lang: sum(cells.get(lang, 0) for cells in wanted.values()) for lang in ratio}
+    if not all(totals.values()):
+        raise DataError(f"language_ratio {ratio}: a language has no records (available: {totals})")
+    unit = min(totals[lang] / ratio[lang] for lang in ratio)
+    out: dict[str, dict[str, int]] = {}
+    for name, cells in wanted.items():
+        out[name] = {}
+        for lang, n in cells.items():
+            if lang in ratio and totals[lang]:
+                out[name][lang] = int(round(n * unit * ratio[lang] / totals[lang]))
+            else:
+                out[name][lang] = n
+    return out
+
+
+def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
+    """Build the mixture into ``out_dir`` (mixture.jsonl, <split>.jsonl, composition.{md,json,png})."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    names = [s.name or s.path.stem for s in cfg.sources]
+    scans = [_scan(s.path, cfg.seed, n) for s, n in zip(cfg.sources, names, strict=True)]
+
+    keep = [np.ones(len(c[0]), bool) for c in scans]
+    duplicates = 0
+    if cfg.dedupe and scans:
+        allc = np.concatenate([c[0] for c in scans]) if any(len(c[0]) for c in scans) else np.zeros(0, np.uint64)
+        _, first = np.unique(allc, return_index=True)
+        mask = np.zeros(len(allc), bool)
+        mask[first] = True
+        duplicates = int(len(allc) - mask.sum())
+        offsets = np.cumsum([0] + [len(c[0]) for c in scans])
+        keep = [mask[offsets[i] : offsets[i + 1]] for i in range(len(scans))]
+
+    wanted: dict[str, dict[str, int]] = {}
+    for src, name, (_, _, lang), k in zip(cfg.sources, names, scans, keep, strict=True):
+        available = {code: int(((lang == i) & k).sum()) for i, code in enumerate(LANGUAGES)}
+        n_avail = sum(available.values())
+        if src.count is not None:
+            target = src.count
+        elif src.weight is not None:
+            target = int(round(src.weight * (cfg.total or 0)))
+        else:
+            target = n_avail
+        if target > n_avail:
+            raise DataError(f"source {name}: {target} records wanted, only {n_avail} available after dedupe")
+        wanted[name] = {
+            code: int(round(target * a / n_avail)) if n_avail else 0 for code, a in available.items()
+        }  # proportional to the languages present
+    if cfg.language_ratio:
+        wanted = _apply_ratio(wanted, cfg.language_ratio)
+
+    selected: list[np.ndarray] = []
+    for name, (_, rank, lang), k in zip(names, scans, keep, strict=True):
+        chosen = np.zeros(len(rank), bool)
+        for i, code in enumerate(LANGUAGES):
+            idx = np.flatnonzero((lang == i) & k)
+            n = min(wanted[name].get(code, 0), len(idx))
+            if n:
+                chosen[idx[np.argsort(rank[idx], kind="stable")[:n]]] = True
+        selected.append(chosen)
+
+    counts = {name: {code: 0 for code in LANGUAGES} for name in names}
+    split_counts = {s: 0 for s in SPLITS}
+    with atomic_writer(out / "mixture.jsonl") as mixture, _SplitWriters(out) as writers:
+        for src, name, chosen in zip(cfg.sources, names, selected, strict=True):
+            for i, record in enumerate(tqdm(iter_records(src.path), desc=f"write {name}", unit="rec")):
+                if not chosen[i]:
+                    continue
+                if cfg.resplit:
+                    record = replace(record, split=_pick_split(record.id, cfg))
+                line = dumps_record(record) + "\n"
+                mixture.write(line)
+                writers.write(record.split, line)
+                counts[name][record.language] += 1
+                split_counts[record.split] += 1
+    table = composition_table(counts)
+    (out / "composition.md").write_text(table + "\n", encoding="utf-8")
+    (out / "composition.json").write_text(
+        json.dumps({"counts": counts, "splits": split_counts, "duplicates_removed": duplicates}, indent=1),
+        encoding="utf-8",
+    )
+    chart = composition_chart(counts, out / "composition.png")
+    return MixResult(counts, split_counts, duplicates, table, chart, out / "mixture.jsonl")
+
+
+def _pick_split(rid: str, cfg: MixConfig) -> str:
+    u = _h64(f"split:{cfg.seed}:{rid}") / 2**64
+    acc = 0.0
+    for split in SPLITS:
+        acc += cfg.resplit.get(split, 0.0)
+        if u < acc:
+            return split
+    return max(cfg.resplit, key=cfg.resplit.__getitem__)
+
+
+class _SplitWriters:
+    """One atomically written JSONL file per split that receives records."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._contexts: dict[str, Any] = {}
+        self._files: dict[str, Any] = {}
+        self.paths: dict[str, Path] = {}
+
+    def write(self, split: str, line: str) -> None:
+        if split not in self._files:
+            ctx = atomic_writer(self.out / f"{split}.jsonl")
+            self._files[split] = ctx.__enter__()
+            self._contexts[split] = ctx
+            self.paths[split] = self.out / f"{split}.jsonl"
+        self._files[split].write(line)
+
+    def __enter__(self) -> _SplitWriters:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for ctx in self._contexts.values():
+            ctx.__exit__(*exc)
+
+
+def composition_table(counts: dict[str, dict[str, int]]) -> str:
+    """A Markdown table: records per source and language, with shares of the total."""
+    total = sum(sum(c.values()) for c in counts.values()) or 1
+    lines = ["| source | English | Arabic | total | share |", "|---|---:|---:|---:|---:|"]
+    for name, cells in counts.items():
+        n = sum(cells.values())
+        lines.append(f"| {name} | {cells.get('en', 0):,} | {cells.get('ar', 0):,} | {n:,} | {100 * n / total:.1f}% |")
+    en = sum(c.get("en", 0) for c in counts.values())
+    ar = sum(c.get("ar", 0) for c in counts.values())
+    ratio = f"{en / ar:.2f}:1" if ar else "n/a"
+    lines.append(f"| **total** | {en:,} | {ar:,} | {en + ar:,} | 100% (EN:AR {ratio}) |")
+    return "\n".join(lines)
+
+
+def composition_chart(counts: dict[str, dict[str, int]], path: Path) -> Path:
+    """A stacked horizontal bar chart of records per source (English / Arabic), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(counts)
+    en = [counts[n].get("en", 0) for n in names]
+    ar = [counts[n].get("ar", 0) for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
+    ax.barh(names, en, label="English", color="#3b6ea5")
+    ax.barh(names, ar, left=en, label="Arabic", color="#d08c2e")
+    ax.set_xlabel("records")
+    ax.set_title("Training mixture composition")
+    ax.invert_yaxis()
+    ax.legend()
+    fig.tight_layout()
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+    return path
