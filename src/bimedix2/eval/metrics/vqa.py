@@ -86,11 +86,12 @@ def _score(clean_pred: str, clean_gold: str, closed: bool, extra_negations: dict
     f1 = 2 * (precision * recall) / (precision + recall + F1_EPSILON)
     closed_correct = open_correct = None
     if closed:
-        accepted = set(gold_tokens)
-        if len(accepted) == 1:
-            (only,) = accepted
-            accepted |= set(extra_negations.get(only, ()))
-        closed_recall = len(pred_tokens & accepted) / len(accepted) if accepted else 0.0
+        # MultiMedEval: a gold {"no"} becomes {"no", "not"}, then recall over that set. Generalised to
+        # several negation words (improved mode) as one extra slot any of them fills.
+        negations = extra_negations.get(next(iter(gold_tokens)), ()) if len(gold_tokens) == 1 else ()
+        hits = len(pred_tokens & gold_tokens) + (1 if negations and pred_tokens & set(negations) else 0)
+        size = len(gold_tokens) + (1 if negations else 0)
+        closed_recall = hits / size if size else 0.0
         closed_correct = closed_recall >= CLOSED_RECALL_THRESHOLD
     else:
         open_correct = recall >= OPEN_ACCURACY_THRESHOLD

@@ -1,0 +1,95 @@
+"""Report rendering: markdown + HTML tables in the paper's shapes and the radar PNG; CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bimedix2.cli import main
+from bimedix2.errors import EvalDataError
+from bimedix2.eval.report import radar_axes, reference_results_path, render_report
+from bimedix2.eval.runner import RESULTS_FORMAT, load_results
+
+
+def _results(label: str, scale: float) -> dict:
+    vqa = {"bleu1": 0.5 * scale, "closed_accuracy": 0.8 * scale, "open_recall": 0.4, "recall": 0.6, "open_accuracy": 0.3, "f1": 0.45}
+    return {
+        "format": RESULTS_FORMAT, "model": label, "label": label, "notice": "x", "config": {},
+        "tasks": {
+            "vqa-rad": {"metrics": {"multimedeval": vqa, "improved": vqa}},
+            "slake": {"metrics": {"multimedeval": vqa, "improved": vqa}},
+            "mcq": {"metrics": {"en": {"medqa": 0.6, "average": 0.6}, "ar": {"medqa": 0.5, "average": 0.5},
+                                "bilingual": {"medqa": 0.55, "average": 0.55}}},
+            "mimic-cxr-report": {"metrics": {"bleu1": 0.3, "bleu4": 0.1, "rougeL": 0.25, "meteor": 0.2, "f1_radgraph": None},
+                                 "unavailable": {"f1_radgraph": "unavailable: needs the RadGraph model"}},
+            "bimed-mbench": {"metrics": {"en": {"overall": 80.0 * scale, "by_type": {"Conversation": 82.0}, "by_domain": {"CXR": 70.0}},
+                                         "ar": {"overall": 60.0, "by_type": {"Conversation": 61.0}, "by_domain": {"CXR": 55.0}}}},
+            "uphill": {"metrics": {"en": {"accuracy_per_level": {str(i): 0.9 for i in range(5)}, "accuracy": 0.9, "consistency": 0.8}}},
+        },
+    }
+
+
+def _write(tmp_path: Path, name: str, data: dict) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_render_report_tables_and_png(tmp_path: Path) -> None:
+    a = _write(tmp_path, "a", _results("model-a", 1.0))
+    b = _write(tmp_path, "b", _results("model-b", 0.5))
+    out = render_report([a, b], tmp_path / "rep", with_reference=True)
+    with Image.open(out["radar"]) as png:
+        assert png.format == "PNG" and png.size[0] > 300
+    md = out["markdown"].read_text(encoding="utf-8")
+    assert "paper Table 2 shape" in md and "| model-a | English | 60.0 |" in md and "| model-b | Bilingual | 55.0 |" in md
+    assert "MultiMedEval metrics, paper Table 5 shape" in md and "IMPROVED mode (ours, not comparable" in md
+    assert "| model-a | 50.0 | 80.0 | 40.0 | 60.0 | 30.0 | 45.0 |" in md  # VQA-RAD block of the row
+    assert "| model-b | 25.0 | 40.0 |" in md
+    assert "n/a" in md and "needs the RadGraph model" in md  # unavailable, never 0
+    assert "| model-a | English | 82.0 | - | 70.0 |" in md
+    assert "| model-a | English | 90.0 | 90.0 | 90.0 | 90.0 | 90.0 | 90.0 | 80.0 |" in md
+    assert "not for clinical use" in md and "radar.png" in md
+    html = out["html"].read_text(encoding="utf-8")
+    assert html.count("<table>") == md.count("\n## ") - 1 and "dir='auto'" in html
+    axes = radar_axes([load_results(a), load_results(b)])
+    assert axes["Conversation (EN)"] == {"model-a": 82.0, "model-b": 82.0}
+    assert axes["MCQ (Bilingual)"]["model-a"] == pytest.approx(55.0)
+
+
+def test_reference_file_is_honest() -> None:
+    ref = load_results(reference_results_path())
+    assert ref["tasks"] == {} and "EMPTY ON PURPOSE" in ref["note"]
+
+
+def test_bad_results_file(tmp_path: Path) -> None:
+    with pytest.raises(EvalDataError, match="not a bimedix2 eval results file"):
+        render_report([_write(tmp_path, "x", {"hello": 1})], tmp_path / "r")
+    with pytest.raises(EvalDataError, match="not found"):
+        render_report([tmp_path / "missing.json"], tmp_path / "r")
+
+
+def test_cli_report_tasks_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _write(tmp_path, "a", _results("model-a", 1.0))
+    assert main(["eval", "report", str(a), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "radar.png").is_file() and (tmp_path / "rep" / "report.html").is_file()
+    assert main(["eval", "tasks"]) == 0
+    assert "vqa-rad" in capsys.readouterr().out
+    # missing data is reported before any model is loaded
+    assert main(["eval", "run", "vqa-rad", "--out", str(tmp_path / "o"), "--model", "/nonexistent-model"]) == 2
+    assert "--data vqa-rad=PATH" in capsys.readouterr().err
+    assert main(["eval", "run", "vqa-rad", "--out", str(tmp_path / "o"), "--data", "vqa-rad"]) == 2
+    assert "TASK=PATH" in capsys.readouterr().err
+
+
+def test_cli_run_end_to_end(tiny_llava_path: Path, tmp_path: Path) -> None:
+    fix = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
+    rc = main(["eval", "run", "slake", "--model", str(tiny_llava_path), "--data", f"slake={fix / 'slake'}",
+               "--out", str(tmp_path), "--max-new-tokens", "4", "--label", "tiny"])
+    assert rc == 0
+    results = load_results(tmp_path / "results.json")
+    assert results["label"] == "tiny" and results["tasks"]["slake"]["n"] == 2
+    assert results["config"]["slake"]["run"]["max_new_tokens"] == 4
