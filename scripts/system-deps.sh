@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# System packages for the browser tests of the web chat: Debian's chromium and chromium-driver.
+# System packages: Debian's chromium and chromium-driver (browser tests of the web chat), and
+# wordnet-base + wordnet-sense-index (WordNet 3.0 for METEOR; `bimedix2 eval setup-nltk` copies it
+# into an NLTK data dir, which the eval metrics also do on first use).
 # Idempotent: does nothing when both are installed. Needs root (or sudo) and apt-get.
 set -euo pipefail
 
-packages=(chromium chromium-driver)
+packages=(chromium chromium-driver wordnet-base wordnet-sense-index)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
