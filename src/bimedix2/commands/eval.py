@@ -18,16 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run tasks; writes OUT/results.json, per-sample predictions; resumes")
     add_model_options(run)
     run.add_argument("tasks", nargs="+", help="task names (see `bimedix2 eval tasks`) or task YAML files")
-    run.add_argument("--data", action="append", default=[], metavar="TASK=PATH",
-                     help="where a task's dataset lives (repeatable)")
+    run.add_argument(
+        "--data", action="append", default=[], metavar="TASK=PATH", help="where a task's dataset lives (repeatable)"
+    )
     run.add_argument("--out", type=Path, required=True, help="output directory (rerun with the same one to resume)")
     run.add_argument("--label", default="", help="model name shown in reports")
     run.add_argument("--batch-size", type=int, default=4)
     run.add_argument("--limit", type=int, default=None, help="only the first N samples per task")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--max-new-tokens", type=int, default=None, help="override the tasks' generation length")
-    run.add_argument("--mcq-endpoint", default=None,
-                     help="MCQ: OpenAI-compatible base URL (.../v1) serving --model with prompt logprobs")
+    run.add_argument(
+        "--mcq-endpoint",
+        default=None,
+        help="MCQ: OpenAI-compatible base URL (.../v1) serving --model with prompt logprobs",
+    )
     run.add_argument("--judge-url", default=None, help="judge endpoint base URL (OpenAI-compatible, .../v1)")
     run.add_argument("--judge-model", default=None, help="judge model name at that endpoint")
     for name in ("radgraph", "chexbert", "radcliq"):
@@ -67,9 +71,18 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     specs = [load_task(t) for t in args.tasks]
     clinical = {n: getattr(args, n) for n in ("radgraph", "chexbert", "radcliq") if getattr(args, n)}
     cfg = RunConfig(
-        out_dir=args.out, model=args.model or "default", label=args.label, data=_data_map(args.data),
-        batch_size=args.batch_size, limit=args.limit, seed=args.seed, max_new_tokens=args.max_new_tokens,
-        mcq_endpoint=args.mcq_endpoint, judge_url=args.judge_url, judge_model=args.judge_model, clinical_models=clinical,
+        out_dir=args.out,
+        model=args.model or "default",
+        label=args.label,
+        data=_data_map(args.data),
+        batch_size=args.batch_size,
+        limit=args.limit,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        mcq_endpoint=args.mcq_endpoint,
+        judge_url=args.judge_url,
+        judge_model=args.judge_model,
+        clinical_models=clinical,
     )
     check_data(specs, cfg)
     engine = None

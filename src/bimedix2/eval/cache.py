@@ -34,7 +34,9 @@ class SampleCache:
             self._load()
         else:
             with path.open("w", encoding="utf-8") as handle:
-                handle.write(json.dumps({"_fingerprint": self.key, "_key": key}, default=str, ensure_ascii=False) + "\n")
+                handle.write(
+                    json.dumps({"_fingerprint": self.key, "_key": key}, default=str, ensure_ascii=False) + "\n"
+                )
 
     def _load(self) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()

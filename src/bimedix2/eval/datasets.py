@@ -48,9 +48,7 @@ def reader(name: str) -> Callable[[Reader], Reader]:
 def read_dataset(fmt: str, path: Path | None, options: dict[str, Any], task: str) -> list[EvalSample]:
     """Read a dataset in format `fmt` from `path`."""
     if path is None:
-        raise EvalDataError(
-            f"task {task!r} needs its data: pass --data {task}=PATH"
-        )
+        raise EvalDataError(f"task {task!r} needs its data: pass --data {task}=PATH")
     path = Path(path).expanduser()
     if not path.exists():
         raise EvalDataError(f"task {task!r}: data path {path} does not exist; provide the dataset there")
@@ -231,7 +229,9 @@ def read_mimic_cxr(path: Path, options: dict[str, Any]) -> list[EvalSample]:
     """MIMIC-CXR-JPG layout: `mimic-cxr-2.0.0-split.csv(.gz)` + `files/pXX/pSUBJECT/sSTUDY/DICOM.jpg`,
     reports from mimic-cxr-reports at `files/pXX/pSUBJECT/sSTUDY.txt` (or `reports_root`).
     One sample per test study with a FINDINGS section; every image of the study is attached."""
-    split_file = next((p for p in (path / "mimic-cxr-2.0.0-split.csv.gz", path / "mimic-cxr-2.0.0-split.csv") if p.exists()), None)
+    split_file = next(
+        (p for p in (path / "mimic-cxr-2.0.0-split.csv.gz", path / "mimic-cxr-2.0.0-split.csv") if p.exists()), None
+    )
     if split_file is None:
         raise EvalDataError(f"missing MIMIC-CXR split file: {path / 'mimic-cxr-2.0.0-split.csv.gz'}")
     reports_root = Path(options.get("reports_root") or path)
@@ -249,7 +249,8 @@ def read_mimic_cxr(path: Path, options: dict[str, Any]) -> list[EvalSample]:
         if not findings:
             continue  # studies without a findings section are not scored (as in MultiMedEval)
         images = tuple(
-            ImageRef(_need(path / folder / f"s{study}" / f"{d}.jpg", "MIMIC-CXR image")) for d in sorted(dicoms)[:max_images]
+            ImageRef(_need(path / folder / f"s{study}" / f"{d}.jpg", "MIMIC-CXR image"))
+            for d in sorted(dicoms)[:max_images]
         )
         out.append(EvalSample(id=f"mimic-cxr-s{study}", text="", reference=findings, images=images))
     return out
@@ -272,8 +273,12 @@ def read_summarization(path: Path, options: dict[str, Any]) -> list[EvalSample]:
                 )
             )
         return out
-    findings = _need(path / "test.findings.tok", "MIMIC-III test findings file").read_text(encoding="utf-8").splitlines()
-    impressions = _need(path / "test.impression.tok", "MIMIC-III test impression file").read_text(encoding="utf-8").splitlines()
+    findings = (
+        _need(path / "test.findings.tok", "MIMIC-III test findings file").read_text(encoding="utf-8").splitlines()
+    )
+    impressions = (
+        _need(path / "test.impression.tok", "MIMIC-III test impression file").read_text(encoding="utf-8").splitlines()
+    )
     if len(findings) != len(impressions):
         raise EvalDataError(
             f"{path}: test.findings.tok has {len(findings)} lines but test.impression.tok has {len(impressions)}"

@@ -19,7 +19,6 @@ queries? [5 strings]}; without `queries` the five presupposition levels are buil
 from __future__ import annotations
 
 import asyncio
-
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,13 @@ from .metrics.judge import JudgedSample, group_relative, parse_pair_scores, pars
 from .tasks import TaskSpec
 
 DOMAINS = {"chest_xray": "CXR", "mri": "MRI", "histology": "Histology", "gross": "Gross", "ct_scan": "CT"}
-TYPES = {"conversation": "Conversation", "conv": "Conversation", "detailed": "Description",
-         "detailed_description": "Description", "description": "Description"}
+TYPES = {
+    "conversation": "Conversation",
+    "conv": "Conversation",
+    "detailed": "Description",
+    "detailed_description": "Description",
+    "description": "Description",
+}
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of answers to medical questions."
 JUDGE_RUBRIC = (
@@ -107,13 +111,21 @@ def read_mbench(path: Path, language: str, images_dir: Path) -> list[EvalSample]
                 raise EvalDataError(f"{where}: image {image} not found (put images in {images_dir})")
             images = (ImageRef(image),)
         domain = rec.get("domain") or {}
-        out.append(EvalSample(
-            id=f"{language}-{rec['question_id']}", text=str(rec["text"]), reference=str(rec["gpt4_answer"]),
-            images=images, language=language,
-            meta={"caption": rec.get("fig_caption", ""), "type": TYPES.get(str(rec.get("type", "")).lower(), str(rec.get("type", ""))),
-                  # the first flagged domain only, as BiMed-MBench's summarize_gpt_review.py `get_domain`
-                  "domains": [name for key, name in DOMAINS.items() if domain.get(key)][:1]},
-        ))
+        out.append(
+            EvalSample(
+                id=f"{language}-{rec['question_id']}",
+                text=str(rec["text"]),
+                reference=str(rec["gpt4_answer"]),
+                images=images,
+                language=language,
+                meta={
+                    "caption": rec.get("fig_caption", ""),
+                    "type": TYPES.get(str(rec.get("type", "")).lower(), str(rec.get("type", ""))),
+                    # the first flagged domain only, as BiMed-MBench's summarize_gpt_review.py `get_domain`
+                    "domains": [name for key, name in DOMAINS.items() if domain.get(key)][:1],
+                },
+            )
+        )
     return out
 
 
@@ -128,12 +140,15 @@ def judge_messages(sample: EvalSample, candidate: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": content}]
 
 
-async def _judge_all(client: Any, prompts: list[list[dict[str, str]]], judge_opts: dict[str, Any], desc: str) -> list[str]:
+async def _judge_all(
+    client: Any, prompts: list[list[dict[str, str]]], judge_opts: dict[str, Any], desc: str
+) -> list[str]:
     bar = tqdm(total=len(prompts), desc=desc, unit="call")
 
     async def one(messages: list[dict[str, str]]) -> str:
-        reply = await client.chat(messages, temperature=judge_opts.get("temperature", 0.0),
-                                  max_tokens=judge_opts.get("max_tokens"))
+        reply = await client.chat(
+            messages, temperature=judge_opts.get("temperature", 0.0), max_tokens=judge_opts.get("max_tokens")
+        )
         bar.update(1)
         return reply.text
 
@@ -156,19 +171,41 @@ def run_mbench(spec: TaskSpec, engine: Any, cfg: Any) -> dict[str, Any]:
     for lang, file in _language_files(spec, root).items():
         samples += read_mbench(file, lang, images_dir)[: cfg.limit or None]
     preds = _generate_for(spec, engine, cfg, samples, lambda s: [Message("user", s.text, s.images)])
-    replies = asyncio.run(_judge_all(judge_client(cfg, spec.name), [judge_messages(s, preds[s.id]) for s in samples],
-                                     spec.extra.get("judge", {}), f"{spec.name} judge"))
+    replies = asyncio.run(
+        _judge_all(
+            judge_client(cfg, spec.name),
+            [judge_messages(s, preds[s.id]) for s in samples],
+            spec.extra.get("judge", {}),
+            f"{spec.name} judge",
+        )
+    )
     rows, judged = [], {}
     for s, reply in zip(samples, replies, strict=True):
         pair = parse_pair_scores(reply)
         ref_score, cand_score = pair if pair else (None, None)
-        judged.setdefault(s.language, []).append(JudgedSample(s.id, s.meta["type"], tuple(s.meta["domains"]), cand_score, ref_score))
-        rows.append({"id": s.id, "language": s.language, "type": s.meta["type"], "domains": s.meta["domains"],
-                     "question": s.text, "reference": s.reference, "prediction": preds[s.id],
-                     "judge_reply": reply, "reference_score": ref_score, "candidate_score": cand_score})
+        judged.setdefault(s.language, []).append(
+            JudgedSample(s.id, s.meta["type"], tuple(s.meta["domains"]), cand_score, ref_score)
+        )
+        rows.append(
+            {
+                "id": s.id,
+                "language": s.language,
+                "type": s.meta["type"],
+                "domains": s.meta["domains"],
+                "question": s.text,
+                "reference": s.reference,
+                "prediction": preds[s.id],
+                "judge_reply": reply,
+                "reference_score": ref_score,
+                "candidate_score": cand_score,
+            }
+        )
     _write_jsonl(cfg.out_dir / spec.name / "scored.jsonl", rows)
-    return {"metrics": {lang: group_relative(js) for lang, js in judged.items()}, "n": len(samples),
-            "judge": {"url": cfg.judge_url, "model": cfg.judge_model}}
+    return {
+        "metrics": {lang: group_relative(js) for lang, js in judged.items()},
+        "n": len(samples),
+        "judge": {"url": cfg.judge_url, "model": cfg.judge_model},
+    }
 
 
 def read_uphill(path: Path) -> list[dict[str, Any]]:
@@ -182,15 +219,23 @@ def read_uphill(path: Path) -> list[dict[str, Any]]:
         if lang not in UPHILL_TEMPLATES:
             raise EvalDataError(f"{where}: language {lang!r} is not en or ar")
         claim = rec["claim"].strip().rstrip(".؟?")
-        queries = rec.get("queries") or [t.format(claim=claim[0].lower() + claim[1:] if lang == "en" else claim)
-                                        for t in UPHILL_TEMPLATES[lang]]
+        queries = rec.get("queries") or [
+            t.format(claim=claim[0].lower() + claim[1:] if lang == "en" else claim) for t in UPHILL_TEMPLATES[lang]
+        ]
         if len(queries) != 5:
             raise EvalDataError(f"{where}: 'queries' must hold 5 presupposition levels, got {len(queries)}")
         label = str(rec.get("label", "false")).lower()
         if label not in ("true", "false"):
             raise EvalDataError(f"{where}: label must be 'true' or 'false', got {label!r}")
-        claims.append({"id": str(rec.get("id", lineno)), "claim": rec["claim"], "language": lang,
-                       "queries": queries, "true": label == "true"})
+        claims.append(
+            {
+                "id": str(rec.get("id", lineno)),
+                "claim": rec["claim"],
+                "language": lang,
+                "queries": queries,
+                "true": label == "true",
+            }
+        )
     return claims
 
 
@@ -202,21 +247,43 @@ def run_uphill(spec: TaskSpec, engine: Any, cfg: Any) -> dict[str, Any]:
     if path is None or not path.is_file():
         raise EvalDataError(f"task {spec.name!r} needs --data {spec.name}=FILE.jsonl (claims)")
     claims = read_uphill(path)[: cfg.limit or None]
-    samples = [EvalSample(id=f"{c['id']}#L{lv}", text=q, reference="", language=c["language"])
-               for c in claims for lv, q in enumerate(c["queries"])]
+    samples = [
+        EvalSample(id=f"{c['id']}#L{lv}", text=q, reference="", language=c["language"])
+        for c in claims
+        for lv, q in enumerate(c["queries"])
+    ]
     preds = _generate_for(spec, engine, cfg, samples, lambda s: [Message("user", s.text)])
     by_id = {c["id"]: c for c in claims}
-    prompts = [[{"role": "user", "content": STANCE_PROMPT.format(claim=by_id[s.id.split("#L")[0]]["claim"],
-                                                                   response=preds[s.id])}] for s in samples]
-    replies = asyncio.run(_judge_all(judge_client(cfg, spec.name), prompts, spec.extra.get("judge", {}), f"{spec.name} judge"))
+    prompts = [
+        [
+            {
+                "role": "user",
+                "content": STANCE_PROMPT.format(claim=by_id[s.id.split("#L")[0]]["claim"], response=preds[s.id]),
+            }
+        ]
+        for s in samples
+    ]
+    replies = asyncio.run(
+        _judge_all(judge_client(cfg, spec.name), prompts, spec.extra.get("judge", {}), f"{spec.name} judge")
+    )
     labels: dict[str, dict[str, list[str | None]]] = {}
     rows = []
     for s, reply in zip(samples, replies, strict=True):
         cid, level = s.id.split("#L")
         stance = parse_stance(reply)
         labels.setdefault(s.language, {}).setdefault(cid, [None] * 5)[int(level)] = stance
-        rows.append({"id": s.id, "claim_id": cid, "level": int(level), "language": s.language, "query": s.text,
-                     "prediction": preds[s.id], "judge_reply": reply, "stance": stance})
+        rows.append(
+            {
+                "id": s.id,
+                "claim_id": cid,
+                "level": int(level),
+                "language": s.language,
+                "query": s.text,
+                "prediction": preds[s.id],
+                "judge_reply": reply,
+                "stance": stance,
+            }
+        )
     _write_jsonl(cfg.out_dir / spec.name / "scored.jsonl", rows)
     metrics = {lang: uphill_summary(ls, {cid: by_id[cid]["true"] for cid in ls}) for lang, ls in labels.items()}
     return {"metrics": metrics, "n": len(samples), "judge": {"url": cfg.judge_url, "model": cfg.judge_model}}

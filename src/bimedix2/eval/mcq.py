@@ -24,10 +24,16 @@ from .tasks import TaskSpec
 
 LETTERS = "ABCDEFGHIJ"
 DATASET_TITLES = {
-    "medqa": "MedQA", "medmcqa": "MedMCQA", "pubmedqa": "PubMedQA", "usmle": "USMLE",
-    "mmlu_clinical_knowledge": "Clinical KG", "mmlu_college_biology": "C Bio",
-    "mmlu_college_medicine": "C Med", "mmlu_medical_genetics": "Medical Genetics",
-    "mmlu_professional_medicine": "Pro Med", "mmlu_anatomy": "Anatomy",
+    "medqa": "MedQA",
+    "medmcqa": "MedMCQA",
+    "pubmedqa": "PubMedQA",
+    "usmle": "USMLE",
+    "mmlu_clinical_knowledge": "Clinical KG",
+    "mmlu_college_biology": "C Bio",
+    "mmlu_college_medicine": "C Med",
+    "mmlu_medical_genetics": "Medical Genetics",
+    "mmlu_professional_medicine": "Pro Med",
+    "mmlu_anatomy": "Anatomy",
 }
 PROMPTS = {
     "en": "{question}\n{options}\nAnswer:",
@@ -65,12 +71,14 @@ def prepare_docs(source: Path, target: Path, language: str) -> int:
             raise EvalDataError(f"{where}: missing or empty field 'question'")
         options = _options(rec, where)
         lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
-        rows.append({
-            "id": str(rec.get("id", lineno)),
-            "query": PROMPTS[language].format(question=rec["question"].strip(), options=lines),
-            "choices": [f" {LETTERS[i]}" for i in range(len(options))],
-            "gold": _gold(rec, len(options), where),
-        })
+        rows.append(
+            {
+                "id": str(rec.get("id", lineno)),
+                "query": PROMPTS[language].format(question=rec["question"].strip(), options=lines),
+                "choices": [f" {LETTERS[i]}" for i in range(len(options))],
+                "gold": _gold(rec, len(options), where),
+            }
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return len(rows)
@@ -107,7 +115,9 @@ def write_tasks(spec: TaskSpec, data_root: Path, out: Path) -> dict[str, tuple[s
             docs = out / "docs" / lang / f"{name}.jsonl"
             prepare_docs(source, docs, lang)
             task = f"bimedix2_{name}_{lang}"
-            (out / f"{task}.yaml").write_text(yaml.safe_dump(task_yaml(task, docs), allow_unicode=True), encoding="utf-8")
+            (out / f"{task}.yaml").write_text(
+                yaml.safe_dump(task_yaml(task, docs), allow_unicode=True), encoding="utf-8"
+            )
             tasks[task] = (name, lang)
     if not tasks:
         raise EvalDataError(f"no MCQ files found; provide e.g. {wanted[0]} (layout <data>/<lang>/<dataset>.jsonl)")
@@ -140,10 +150,19 @@ def run_mcq(spec: TaskSpec, cfg: Any) -> dict[str, Any]:
 
     model_type, model_args = lm_eval_model(cfg.model, cfg.mcq_endpoint)
     raw = simple_evaluate(
-        model=model_type, model_args=model_args, tasks=sorted(tasks), task_manager=TaskManager(include_path=str(out)),
-        num_fewshot=spec.extra.get("num_fewshot", 0), batch_size=cfg.batch_size, limit=cfg.limit,
-        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed,
-        log_samples=True, use_cache=str(cfg.out_dir / spec.name / "lm_eval_cache"),  # per-request cache: resumes
+        model=model_type,
+        model_args=model_args,
+        tasks=sorted(tasks),
+        task_manager=TaskManager(include_path=str(out)),
+        num_fewshot=spec.extra.get("num_fewshot", 0),
+        batch_size=cfg.batch_size,
+        limit=cfg.limit,
+        random_seed=cfg.seed,
+        numpy_random_seed=cfg.seed,
+        torch_random_seed=cfg.seed,
+        fewshot_random_seed=cfg.seed,
+        log_samples=True,
+        use_cache=str(cfg.out_dir / spec.name / "lm_eval_cache"),  # per-request cache: resumes
         device="cpu" if model_type == "hf" and not _cuda() else None,
     )
     accuracy: dict[str, dict[str, float]] = {}
@@ -151,11 +170,24 @@ def run_mcq(spec: TaskSpec, cfg: Any) -> dict[str, Any]:
     for task, (name, lang) in tasks.items():
         accuracy.setdefault(lang, {})[name] = float(raw["results"][task]["acc,none"])
         for s in raw.get("samples", {}).get(task, []):
-            rows.append({"task": task, "dataset": name, "language": lang, "doc_id": s.get("doc_id"),
-                         "target": s.get("target"), "acc": s.get("acc")})
+            rows.append(
+                {
+                    "task": task,
+                    "dataset": name,
+                    "language": lang,
+                    "doc_id": s.get("doc_id"),
+                    "target": s.get("target"),
+                    "acc": s.get("acc"),
+                }
+            )
     (cfg.out_dir / spec.name / "scored.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows), encoding="utf-8")
-    return {"metrics": mcq_table(accuracy), "n": len(rows), "lm_eval": {"model": model_type, "version": _lm_eval_version()}}
+        "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows), encoding="utf-8"
+    )
+    return {
+        "metrics": mcq_table(accuracy),
+        "n": len(rows),
+        "lm_eval": {"model": model_type, "version": _lm_eval_version()},
+    }
 
 
 def mcq_table(accuracy: dict[str, dict[str, float]]) -> dict[str, Any]:

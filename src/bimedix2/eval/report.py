@@ -22,11 +22,27 @@ from .mcq import DATASET_TITLES
 from .runner import load_results
 
 VQA_TASKS = (("vqa-rad", "VQA-RAD"), ("slake", "SLAKE"), ("path-vqa", "Path-VQA"))
-VQA_METRICS = (("bleu1", "BLEU-1"), ("closed_accuracy", "Closed Acc"), ("open_recall", "Open Recall"),
-               ("recall", "Recall"), ("open_accuracy", "Open Acc"), ("f1", "F1"))
-TEXT_TASKS = (("mimic-cxr-report", "MIMIC-CXR report generation"), ("mimic-iii-summarization", "MIMIC-III summarization"))
-TEXT_METRICS = (("bleu1", "BLEU-1"), ("bleu4", "BLEU-4"), ("rougeL", "ROUGE-L"), ("meteor", "METEOR"),
-                ("f1_radgraph", "F1-RadGraph"), ("chexbert_similarity", "CheXbert sim."), ("radcliq", "RadCliQ"))
+VQA_METRICS = (
+    ("bleu1", "BLEU-1"),
+    ("closed_accuracy", "Closed Acc"),
+    ("open_recall", "Open Recall"),
+    ("recall", "Recall"),
+    ("open_accuracy", "Open Acc"),
+    ("f1", "F1"),
+)
+TEXT_TASKS = (
+    ("mimic-cxr-report", "MIMIC-CXR report generation"),
+    ("mimic-iii-summarization", "MIMIC-III summarization"),
+)
+TEXT_METRICS = (
+    ("bleu1", "BLEU-1"),
+    ("bleu4", "BLEU-4"),
+    ("rougeL", "ROUGE-L"),
+    ("meteor", "METEOR"),
+    ("f1_radgraph", "F1-RadGraph"),
+    ("chexbert_similarity", "CheXbert sim."),
+    ("radcliq", "RadCliQ"),
+)
 MBENCH_COLUMNS = ("Conversation", "Description", "CXR", "MRI", "Histology", "Gross", "CT")
 LANG_NAMES = {"en": "English", "ar": "Arabic", "bilingual": "Bilingual"}
 
@@ -65,11 +81,17 @@ def mcq_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
             if lang in metrics:
                 present = True
                 per = metrics[lang]
-                rows.append((_label(res), LANG_NAMES[lang], *(_pct(per.get(d)) for d in datasets), _pct(per.get("average"))))
+                rows.append(
+                    (_label(res), LANG_NAMES[lang], *(_pct(per.get(d)) for d in datasets), _pct(per.get("average")))
+                )
     if not present:
         return None
-    return Table("Medical MCQ accuracy (%) - paper Table 2 shape", ("Model", "Language", *DATASET_TITLES.values(), "Average"),
-                 tuple(rows), ("Average is over the datasets present in that row; '-' = not run.",))
+    return Table(
+        "Medical MCQ accuracy (%) - paper Table 2 shape",
+        ("Model", "Language", *DATASET_TITLES.values(), "Average"),
+        tuple(rows),
+        ("Average is over the datasets present in that row; '-' = not run.",),
+    )
 
 
 def vqa_table(all_results: Sequence[dict[str, Any]], mode: str) -> Table | None:
@@ -87,11 +109,21 @@ def vqa_table(all_results: Sequence[dict[str, Any]], mode: str) -> Table | None:
         return None
     columns = ("Model", *(f"{title} {name}" for _, title in VQA_TASKS for _, name in VQA_METRICS))
     if mode == "multimedeval":
-        return Table("Medical VQA (%) - MultiMedEval metrics, paper Table 5 shape", columns, tuple(rows),
-                     ("Closed = gold answer is yes/no (MultiMedEval's rule); comparable with the paper.",))
-    return Table("Medical VQA (%) - IMPROVED mode (ours, not comparable with the paper)", columns, tuple(rows),
-                 ("Closed = the dataset's answer_type is CLOSED; Arabic normalised (diacritics, tatweel, "
-                  "alef/yaa/taa-marbuta, Arabic-Indic digits).",))
+        return Table(
+            "Medical VQA (%) - MultiMedEval metrics, paper Table 5 shape",
+            columns,
+            tuple(rows),
+            ("Closed = gold answer is yes/no (MultiMedEval's rule); comparable with the paper.",),
+        )
+    return Table(
+        "Medical VQA (%) - IMPROVED mode (ours, not comparable with the paper)",
+        columns,
+        tuple(rows),
+        (
+            "Closed = the dataset's answer_type is CLOSED; Arabic normalised (diacritics, tatweel, "
+            "alef/yaa/taa-marbuta, Arabic-Indic digits).",
+        ),
+    )
 
 
 def text_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
@@ -109,8 +141,12 @@ def text_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
             notes += [f"{_label(res)} / {title}: {key} {why}" for key, why in unavailable.items()]
     if not rows:
         return None
-    return Table("Report generation and summarization (%)", ("Model", "Task", *(n for _, n in TEXT_METRICS)),
-                 tuple(rows), tuple(dict.fromkeys(notes)))
+    return Table(
+        "Report generation and summarization (%)",
+        ("Model", "Task", *(n for _, n in TEXT_METRICS)),
+        tuple(rows),
+        tuple(dict.fromkeys(notes)),
+    )
 
 
 def mbench_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
@@ -118,13 +154,22 @@ def mbench_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
     for res in all_results:
         for lang, m in res["tasks"].get("bimed-mbench", {}).get("metrics", {}).items():
             by = {**m.get("by_type", {}), **m.get("by_domain", {})}
-            rows.append((_label(res), LANG_NAMES.get(lang, lang), *(_pct(by.get(c), 1) for c in MBENCH_COLUMNS),
-                         _pct(m.get("overall"), 1)))
+            rows.append(
+                (
+                    _label(res),
+                    LANG_NAMES.get(lang, lang),
+                    *(_pct(by.get(c), 1) for c in MBENCH_COLUMNS),
+                    _pct(m.get("overall"), 1),
+                )
+            )
     if not rows:
         return None
-    return Table("BiMed-MBench relative score (candidate / reference x 100)",
-                 ("Model", "Language", *MBENCH_COLUMNS, "Overall"), tuple(rows),
-                 ("Relative score = mean over samples of judge(candidate) / judge(reference) x 100.",))
+    return Table(
+        "BiMed-MBench relative score (candidate / reference x 100)",
+        ("Model", "Language", *MBENCH_COLUMNS, "Overall"),
+        tuple(rows),
+        ("Relative score = mean over samples of judge(candidate) / judge(reference) x 100.",),
+    )
 
 
 def uphill_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
@@ -132,13 +177,23 @@ def uphill_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
     for res in all_results:
         for lang, m in res["tasks"].get("uphill", {}).get("metrics", {}).items():
             per = m.get("accuracy_per_level", {})
-            rows.append((_label(res), LANG_NAMES.get(lang, lang), *(_pct(per.get(str(i))) for i in range(5)),
-                         _pct(m.get("accuracy")), _pct(m.get("consistency"))))
+            rows.append(
+                (
+                    _label(res),
+                    LANG_NAMES.get(lang, lang),
+                    *(_pct(per.get(str(i))) for i in range(5)),
+                    _pct(m.get("accuracy")),
+                    _pct(m.get("consistency")),
+                )
+            )
     if not rows:
         return None
-    return Table("UPHILL factual accuracy (%) per presupposition level",
-                 ("Model", "Language", "Level 0", "Level 1", "Level 2", "Level 3", "Level 4", "Overall", "Consistency"),
-                 tuple(rows), ("Consistency = share of claims with the same stance at all five levels.",))
+    return Table(
+        "UPHILL factual accuracy (%) per presupposition level",
+        ("Model", "Language", "Level 0", "Level 1", "Level 2", "Level 3", "Level 4", "Overall", "Consistency"),
+        tuple(rows),
+        ("Consistency = share of claims with the same stance at all five levels.",),
+    )
 
 
 def unique_labels(all_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,8 +209,14 @@ def unique_labels(all_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
 
 def build_tables(all_results: Sequence[dict[str, Any]]) -> list[Table]:
     """Every table that has at least one number."""
-    tables = [mcq_table(all_results), vqa_table(all_results, "multimedeval"), vqa_table(all_results, "improved"),
-              text_table(all_results), mbench_table(all_results), uphill_table(all_results)]
+    tables = [
+        mcq_table(all_results),
+        vqa_table(all_results, "multimedeval"),
+        vqa_table(all_results, "improved"),
+        text_table(all_results),
+        mbench_table(all_results),
+        uphill_table(all_results),
+    ]
     return [t for t in tables if t is not None]
 
 
@@ -175,7 +236,11 @@ def radar_axes(all_results: Sequence[dict[str, Any]]) -> dict[str, dict[str, flo
         for lang, per in tasks.get("mcq", {}).get("metrics", {}).items():
             put(f"MCQ ({LANG_NAMES.get(lang, lang)})", label, per.get("average"))
         for task, title in VQA_TASKS:
-            put(f"{title} closed acc", label, tasks.get(task, {}).get("metrics", {}).get("multimedeval", {}).get("closed_accuracy"))
+            put(
+                f"{title} closed acc",
+                label,
+                tasks.get(task, {}).get("metrics", {}).get("multimedeval", {}).get("closed_accuracy"),
+            )
         for lang, m in tasks.get("uphill", {}).get("metrics", {}).items():
             put(f"UPHILL ({lang.upper()})", label, m.get("accuracy"))
     return axes
@@ -213,7 +278,14 @@ def radar_chart(all_results: Sequence[dict[str, Any]], path: Path) -> Path | Non
 
 
 def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | None) -> str:
-    lines = ["# Evaluation report", "", f"> {RESEARCH_NOTICE}", "", "Results files: " + ", ".join(f"`{s}`" for s in sources), ""]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"> {RESEARCH_NOTICE}",
+        "",
+        "Results files: " + ", ".join(f"`{s}`" for s in sources),
+        "",
+    ]
     for t in tables:
         lines += [f"## {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
         lines += ["| " + " | ".join(r) + " |" for r in t.rows]
@@ -225,14 +297,21 @@ def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | No
 
 def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None) -> str:
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:.5em}"
-             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:center}th{background:#eee}"
-             ".notice{background:#fff3cd;padding:.5em}</style></head><body>",
-             "<h1>Evaluation report</h1>", f"<p class='notice' dir='auto'>{e(RESEARCH_NOTICE)}</p>",
-             "<p>Results files: " + ", ".join(f"<code>{e(s)}</code>" for s in sources) + "</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:.5em}"
+        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:center}th{background:#eee}"
+        ".notice{background:#fff3cd;padding:.5em}</style></head><body>",
+        "<h1>Evaluation report</h1>",
+        f"<p class='notice' dir='auto'>{e(RESEARCH_NOTICE)}</p>",
+        "<p>Results files: " + ", ".join(f"<code>{e(s)}</code>" for s in sources) + "</p>",
+    ]
     for t in tables:
-        parts.append(f"<h2>{e(t.title)}</h2><table><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in t.columns) + "</tr></thead><tbody>")
+        parts.append(
+            f"<h2>{e(t.title)}</h2><table><thead><tr>"
+            + "".join(f"<th>{e(c)}</th>" for c in t.columns)
+            + "</tr></thead><tbody>"
+        )
         parts += ["<tr>" + "".join(f"<td dir='auto'>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows]
         parts.append("</tbody></table>" + "".join(f"<p><small>{e(n)}</small></p>" for n in t.notes))
     if chart:

@@ -32,7 +32,10 @@ class Generator(Protocol):
     """What the runner needs from `bimedix2.engine.Engine`."""
 
     def generate_batch(
-        self, conversations: Sequence[Sequence[Message]], params: GenParams = ..., sample_ids: Sequence[str] | None = ...
+        self,
+        conversations: Sequence[Sequence[Message]],
+        params: GenParams = ...,
+        sample_ids: Sequence[str] | None = ...,
     ) -> list[Reply]: ...
 
 
@@ -93,7 +96,12 @@ def generate_cached(
             replies = engine.generate_batch([conv for _, conv in batch], params, sample_ids=[sid for sid, _ in batch])
             cache.add_many(
                 [
-                    {"id": sid, "prediction": r.text, "finish_reason": r.finish_reason, "completion_tokens": r.completion_tokens}
+                    {
+                        "id": sid,
+                        "prediction": r.text,
+                        "finish_reason": r.finish_reason,
+                        "completion_tokens": r.completion_tokens,
+                    }
                     for (sid, _), r in zip(batch, replies, strict=True)
                 ]
             )
@@ -116,8 +124,13 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def _generate_for(spec: TaskSpec, engine: Generator, cfg: RunConfig, samples: list[EvalSample],
-                  build: Callable[[EvalSample], list[Message]]) -> dict[str, str]:
+def _generate_for(
+    spec: TaskSpec,
+    engine: Generator,
+    cfg: RunConfig,
+    samples: list[EvalSample],
+    build: Callable[[EvalSample], list[Message]],
+) -> dict[str, str]:
     params = _gen_params(spec, cfg)
     items = [(s.id, build(s)) for s in samples]
     key = {"model": cfg.model, "task": spec.name, "prompt": spec.prompt, "params": asdict(params)}
@@ -147,8 +160,17 @@ def run_vqa(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> dict[str, Any]
         b = score_improved(preds[s.id], s.reference, s.meta.get("answer_type"))
         strict.append(a)
         improved.append(b)
-        rows.append({"id": s.id, "question": s.text, "reference": s.reference, "prediction": preds[s.id],
-                     "answer_type": s.meta.get("answer_type"), "multimedeval": asdict(a), "improved": asdict(b)})
+        rows.append(
+            {
+                "id": s.id,
+                "question": s.text,
+                "reference": s.reference,
+                "prediction": preds[s.id],
+                "answer_type": s.meta.get("answer_type"),
+                "multimedeval": asdict(a),
+                "improved": asdict(b),
+            }
+        )
     _write_jsonl(cfg.out_dir / spec.name / "scored.jsonl", rows)
     return {
         "metrics": {"multimedeval": aggregate(strict), "improved": aggregate(improved)},
@@ -242,7 +264,13 @@ def run_eval(task_names: Sequence[str], engine: Generator | None, cfg: RunConfig
         raise EvalDataError(
             f"{results_path} holds results of model {results.get('model')!r}, not {cfg.model!r}; use another --out"
         )
-    results = results or {"format": RESULTS_FORMAT, "notice": RESEARCH_NOTICE, "model": cfg.model, "tasks": {}, "config": {}}
+    results = results or {
+        "format": RESULTS_FORMAT,
+        "notice": RESEARCH_NOTICE,
+        "model": cfg.model,
+        "tasks": {},
+        "config": {},
+    }
     results["label"] = cfg.label or results.get("label") or cfg.model
     for spec in specs:
         started = time.time()

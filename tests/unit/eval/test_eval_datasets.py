@@ -77,7 +77,7 @@ def test_missing_data_errors_name_the_path(tmp_path: Path) -> None:
         read_dataset("vqa-rad-json", tmp_path / "nope", {}, "vqa-rad")
     with pytest.raises(EvalDataError, match="VQA_RAD Dataset Public.json"):
         read_dataset("vqa-rad-json", tmp_path, {}, "vqa-rad")
-    (tmp_path / "test.json").write_text("[{\"qid\": 1}]")
+    (tmp_path / "test.json").write_text('[{"qid": 1}]')
     (tmp_path / "imgs").mkdir()
     with pytest.raises(EvalDataError, match="missing field 'q_lang'"):
         read_dataset("slake-json", tmp_path, {}, "slake")
@@ -85,7 +85,16 @@ def test_missing_data_errors_name_the_path(tmp_path: Path) -> None:
 
 def test_task_yamls_load() -> None:
     names = list_tasks()
-    assert {"vqa-rad", "slake", "path-vqa", "mimic-cxr-report", "mimic-iii-summarization", "mcq", "bimed-mbench", "uphill"} <= set(names)
+    assert {
+        "vqa-rad",
+        "slake",
+        "path-vqa",
+        "mimic-cxr-report",
+        "mimic-iii-summarization",
+        "mcq",
+        "bimed-mbench",
+        "uphill",
+    } <= set(names)
     for name in names:
         spec = load_task(name)
         assert spec.name == name

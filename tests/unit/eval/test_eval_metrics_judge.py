@@ -49,9 +49,17 @@ def test_relative_scores_grouped() -> None:
 
 @pytest.mark.parametrize(
     ("reply", "stance"),
-    [("Disagree.", "disagree"), ("The response agrees with the claim.", "agree"), ("NEUTRAL", "neutral"),
-     ("It refutes the claim", "disagree"), ("يعارض", "disagree"), ("لا يوافق على الادعاء", "disagree"),
-     ("يوافق", "agree"), ("محايد", "neutral"), ("unclear", None)],
+    [
+        ("Disagree.", "disagree"),
+        ("The response agrees with the claim.", "agree"),
+        ("NEUTRAL", "neutral"),
+        ("It refutes the claim", "disagree"),
+        ("يعارض", "disagree"),
+        ("لا يوافق على الادعاء", "disagree"),
+        ("يوافق", "agree"),
+        ("محايد", "neutral"),
+        ("unclear", None),
+    ],
 )
 def test_parse_stance(reply: str, stance: str | None) -> None:
     assert parse_stance(reply) == stance
@@ -65,8 +73,13 @@ def test_uphill_summary_hand_computed() -> None:
     }
     truth = {"false1": False, "false2": False, "true1": True}
     out = uphill_summary(labels, truth)
-    assert out["accuracy_per_level"] == {"0": pytest.approx(2 / 3), "1": pytest.approx(2 / 3), "2": pytest.approx(2 / 3),
-                                         "3": pytest.approx(2 / 3), "4": pytest.approx(1 / 3)}
+    assert out["accuracy_per_level"] == {
+        "0": pytest.approx(2 / 3),
+        "1": pytest.approx(2 / 3),
+        "2": pytest.approx(2 / 3),
+        "3": pytest.approx(2 / 3),
+        "4": pytest.approx(1 / 3),
+    }
     assert out["accuracy"] == pytest.approx(9 / 15)
     assert out["consistency"] == pytest.approx(1 / 3)
     assert out["consistently_factual"] == pytest.approx(1 / 3)

@@ -27,7 +27,9 @@ def test_bleu_hand_computed() -> None:
 
 def test_rouge_l_hand_computed() -> None:
     # LCS("heart size is normal", "the heart is normal in size") = "heart is normal" (3)
-    assert rouge_l("heart size is normal", "the heart is normal in size") == pytest.approx(2 * 0.75 * 0.5 / 1.25, rel=1e-5)
+    assert rouge_l("heart size is normal", "the heart is normal in size") == pytest.approx(
+        2 * 0.75 * 0.5 / 1.25, rel=1e-5
+    )
 
 
 def test_arabic_text_metrics() -> None:

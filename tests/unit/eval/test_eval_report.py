@@ -15,19 +15,45 @@ from bimedix2.eval.runner import RESULTS_FORMAT, load_results
 
 
 def _results(label: str, scale: float) -> dict:
-    vqa = {"bleu1": 0.5 * scale, "closed_accuracy": 0.8 * scale, "open_recall": 0.4, "recall": 0.6, "open_accuracy": 0.3, "f1": 0.45}
+    vqa = {
+        "bleu1": 0.5 * scale,
+        "closed_accuracy": 0.8 * scale,
+        "open_recall": 0.4,
+        "recall": 0.6,
+        "open_accuracy": 0.3,
+        "f1": 0.45,
+    }
     return {
-        "format": RESULTS_FORMAT, "model": label, "label": label, "notice": "x", "config": {},
+        "format": RESULTS_FORMAT,
+        "model": label,
+        "label": label,
+        "notice": "x",
+        "config": {},
         "tasks": {
             "vqa-rad": {"metrics": {"multimedeval": vqa, "improved": vqa}},
             "slake": {"metrics": {"multimedeval": vqa, "improved": vqa}},
-            "mcq": {"metrics": {"en": {"medqa": 0.6, "average": 0.6}, "ar": {"medqa": 0.5, "average": 0.5},
-                                "bilingual": {"medqa": 0.55, "average": 0.55}}},
-            "mimic-cxr-report": {"metrics": {"bleu1": 0.3, "bleu4": 0.1, "rougeL": 0.25, "meteor": 0.2, "f1_radgraph": None},
-                                 "unavailable": {"f1_radgraph": "unavailable: needs the RadGraph model"}},
-            "bimed-mbench": {"metrics": {"en": {"overall": 80.0 * scale, "by_type": {"Conversation": 82.0}, "by_domain": {"CXR": 70.0}},
-                                         "ar": {"overall": 60.0, "by_type": {"Conversation": 61.0}, "by_domain": {"CXR": 55.0}}}},
-            "uphill": {"metrics": {"en": {"accuracy_per_level": {str(i): 0.9 for i in range(5)}, "accuracy": 0.9, "consistency": 0.8}}},
+            "mcq": {
+                "metrics": {
+                    "en": {"medqa": 0.6, "average": 0.6},
+                    "ar": {"medqa": 0.5, "average": 0.5},
+                    "bilingual": {"medqa": 0.55, "average": 0.55},
+                }
+            },
+            "mimic-cxr-report": {
+                "metrics": {"bleu1": 0.3, "bleu4": 0.1, "rougeL": 0.25, "meteor": 0.2, "f1_radgraph": None},
+                "unavailable": {"f1_radgraph": "unavailable: needs the RadGraph model"},
+            },
+            "bimed-mbench": {
+                "metrics": {
+                    "en": {"overall": 80.0 * scale, "by_type": {"Conversation": 82.0}, "by_domain": {"CXR": 70.0}},
+                    "ar": {"overall": 60.0, "by_type": {"Conversation": 61.0}, "by_domain": {"CXR": 55.0}},
+                }
+            },
+            "uphill": {
+                "metrics": {
+                    "en": {"accuracy_per_level": {str(i): 0.9 for i in range(5)}, "accuracy": 0.9, "consistency": 0.8}
+                }
+            },
         },
     }
 
@@ -45,7 +71,9 @@ def test_render_report_tables_and_png(tmp_path: Path) -> None:
     with Image.open(out["radar"]) as png:
         assert png.format == "PNG" and png.size[0] > 300
     md = out["markdown"].read_text(encoding="utf-8")
-    assert "paper Table 2 shape" in md and "| model-a | English | 60.0 |" in md and "| model-b | Bilingual | 55.0 |" in md
+    assert (
+        "paper Table 2 shape" in md and "| model-a | English | 60.0 |" in md and "| model-b | Bilingual | 55.0 |" in md
+    )
     assert "MultiMedEval metrics, paper Table 5 shape" in md and "IMPROVED mode (ours, not comparable" in md
     assert "| model-a | 50.0 | 80.0 | 40.0 | 60.0 | 30.0 | 45.0 |" in md  # VQA-RAD block of the row
     assert "| model-b | 25.0 | 40.0 |" in md
@@ -87,8 +115,23 @@ def test_cli_report_tasks_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_cli_run_end_to_end(tiny_llava_path: Path, tmp_path: Path) -> None:
     fix = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
-    rc = main(["eval", "run", "slake", "--model", str(tiny_llava_path), "--data", f"slake={fix / 'slake'}",
-               "--out", str(tmp_path), "--max-new-tokens", "4", "--label", "tiny"])
+    rc = main(
+        [
+            "eval",
+            "run",
+            "slake",
+            "--model",
+            str(tiny_llava_path),
+            "--data",
+            f"slake={fix / 'slake'}",
+            "--out",
+            str(tmp_path),
+            "--max-new-tokens",
+            "4",
+            "--label",
+            "tiny",
+        ]
+    )
     assert rc == 0
     results = load_results(tmp_path / "results.json")
     assert results["label"] == "tiny" and results["tasks"]["slake"]["n"] == 2

@@ -15,15 +15,21 @@ from bimedix2.eval.runner import RunConfig, load_results, run_eval
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
 DATA = {
-    "vqa-rad": FIX / "vqa-rad", "slake": FIX / "slake", "path-vqa": FIX / "path-vqa",
-    "mimic-cxr-report": FIX / "mimic-cxr", "mimic-iii-summarization": FIX / "mimic-iii",
-    "bimed-mbench": FIX / "mbench", "uphill": FIX / "uphill" / "claims.jsonl", "mcq": FIX / "mcq",
+    "vqa-rad": FIX / "vqa-rad",
+    "slake": FIX / "slake",
+    "path-vqa": FIX / "path-vqa",
+    "mimic-cxr-report": FIX / "mimic-cxr",
+    "mimic-iii-summarization": FIX / "mimic-iii",
+    "bimed-mbench": FIX / "mbench",
+    "uphill": FIX / "uphill" / "claims.jsonl",
+    "mcq": FIX / "mcq",
 }
 
 
 def _cfg(out: Path, **kw) -> RunConfig:  # noqa: ANN003
-    return RunConfig(out_dir=out, model="tiny-llava", data={k: str(v) for k, v in DATA.items()}, batch_size=2,
-                     max_new_tokens=6, **kw)
+    return RunConfig(
+        out_dir=out, model="tiny-llava", data={k: str(v) for k, v in DATA.items()}, batch_size=2, max_new_tokens=6, **kw
+    )
 
 
 def _lines(path: Path) -> list[dict]:
@@ -93,8 +99,11 @@ def test_interrupted_run_resumes(tiny_engine, tmp_path: Path) -> None:  # noqa: 
     b = {r["id"]: r["prediction"] for r in _lines(fresh / "vqa-rad" / "scored.jsonl")}
     assert a == b
     with pytest.raises(EvalDataError, match="other settings"):
-        run_eval(["vqa-rad"], tiny_engine, RunConfig(out_dir=tmp_path, model="tiny-llava", data={"vqa-rad": str(DATA["vqa-rad"])},
-                                                     max_new_tokens=9))
+        run_eval(
+            ["vqa-rad"],
+            tiny_engine,
+            RunConfig(out_dir=tmp_path, model="tiny-llava", data={"vqa-rad": str(DATA["vqa-rad"])}, max_new_tokens=9),
+        )
 
 
 def _judge_responder(body: dict) -> str:

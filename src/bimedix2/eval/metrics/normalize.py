@@ -14,8 +14,18 @@ import unicodedata
 # ---------------------------------------------------------------- MultiMedEval's clean_str
 # utils.py `manual_map`: number words -> digits ("none" -> "0" too).
 _MANUAL_MAP = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 _ARTICLES = ("a", "an", "the")
 # utils.py `period_strip` = r"(?!<=\d)(\.)(?!\d)": the "(?!<=\d)" is a typo for a look-behind,
@@ -86,12 +96,20 @@ _ARABIC_DIACRITICS = re.compile(r"[\u0610-\u061A\u064B-\u065F\u0670\u06D6-\u06DC
 _TATWEEL = "\u0640"
 _ARABIC_MAP = str.maketrans(
     {
-        "\u0622": "\u0627", "\u0623": "\u0627", "\u0625": "\u0627", "\u0671": "\u0627",  # آ أ إ ٱ -> ا
-        "\u0649": "\u064A",  # ى -> ي
+        "\u0622": "\u0627",
+        "\u0623": "\u0627",
+        "\u0625": "\u0627",
+        "\u0671": "\u0627",  # آ أ إ ٱ -> ا
+        "\u0649": "\u064a",  # ى -> ي
         "\u0629": "\u0647",  # ة -> ه
         "\u0624": "\u0648",  # ؤ -> و
-        "\u0626": "\u064A",  # ئ -> ي
-        "\u060C": ",", "\u061B": ";", "\u061F": "?", "\u066A": "%", "\u066B": ".", "\u066C": ",",
+        "\u0626": "\u064a",  # ئ -> ي
+        "\u060c": ",",
+        "\u061b": ";",
+        "\u061f": "?",
+        "\u066a": "%",
+        "\u066b": ".",
+        "\u066c": ",",
         **{chr(0x0660 + d): str(d) for d in range(10)},  # Arabic-Indic digits
         **{chr(0x06F0 + d): str(d) for d in range(10)},  # Extended (Persian) digits
     }

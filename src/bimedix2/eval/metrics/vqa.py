@@ -29,7 +29,12 @@ YES_NO_AR = ("نعم", "لا")
 NEGATIONS = {"no": ("not",), "لا": ("ليس", "ليست", "لايوجد", "not")}
 
 METRIC_NAMES = (
-    "bleu1", "closed_accuracy", "open_recall", "recall", "open_accuracy", "f1",
+    "bleu1",
+    "closed_accuracy",
+    "open_recall",
+    "recall",
+    "open_accuracy",
+    "f1",
 )
 
 

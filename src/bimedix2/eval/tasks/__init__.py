@@ -40,9 +40,14 @@ class TaskSpec:
     def as_dict(self) -> dict[str, Any]:
         """The resolved task definition (written beside the results)."""
         return {
-            "name": self.name, "kind": self.kind, "title": self.title,
+            "name": self.name,
+            "kind": self.kind,
+            "title": self.title,
             "dataset": {"format": self.dataset_format, "options": self.dataset_options},
-            "prompt": self.prompt, "generation": self.generation, **self.extra, "source": self.source,
+            "prompt": self.prompt,
+            "generation": self.generation,
+            **self.extra,
+            "source": self.source,
         }
 
 
@@ -65,10 +70,15 @@ def load_task(name_or_path: str) -> TaskSpec:
     dataset = raw.pop("dataset", {}) or {}
     known = {"name", "kind", "title", "prompt", "generation"}
     return TaskSpec(
-        name=raw["name"], kind=raw["kind"], title=raw.get("title", raw["name"]),
-        dataset_format=dataset.get("format", ""), dataset_options=dataset.get("options", {}) or {},
-        prompt=raw.get("prompt", "{question}"), generation=raw.get("generation", {}) or {},
-        extra={k: v for k, v in raw.items() if k not in known}, source=str(path),
+        name=raw["name"],
+        kind=raw["kind"],
+        title=raw.get("title", raw["name"]),
+        dataset_format=dataset.get("format", ""),
+        dataset_options=dataset.get("options", {}) or {},
+        prompt=raw.get("prompt", "{question}"),
+        generation=raw.get("generation", {}) or {},
+        extra={k: v for k, v in raw.items() if k not in known},
+        source=str(path),
     )
 
 
