@@ -17,15 +17,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="run tasks; writes OUT/results.json, per-sample predictions; resumes")
     add_model_options(run)
-    run.add_argument("tasks", nargs="+", help="task names (see `bimedix2 eval tasks`) or task YAML files")
+    run.add_argument("tasks", nargs="*", help="task names (see `bimedix2 eval tasks`) or task YAML files")
+    run.add_argument("--config", type=Path, default=None,
+                     help="run config YAML (configs/eval/*.yaml): tasks, data, out, judge...; flags override it")
     run.add_argument(
         "--data", action="append", default=[], metavar="TASK=PATH", help="where a task's dataset lives (repeatable)"
     )
-    run.add_argument("--out", type=Path, required=True, help="output directory (rerun with the same one to resume)")
+    run.add_argument("--out", type=Path, default=None, help="output directory (rerun with the same one to resume)")
     run.add_argument("--label", default="", help="model name shown in reports")
-    run.add_argument("--batch-size", type=int, default=4)
+    run.add_argument("--batch-size", type=int, default=None, help="generation batch size (default 4)")
     run.add_argument("--limit", type=int, default=None, help="only the first N samples per task")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     run.add_argument("--max-new-tokens", type=int, default=None, help="override the tasks' generation length")
     run.add_argument(
         "--mcq-endpoint",
@@ -62,10 +64,52 @@ def _data_map(items: list[str]) -> dict[str, str]:
     return out
 
 
+CONFIG_KEYS = {
+    "tasks": list, "data": dict, "out": str, "model": str, "label": str, "batch_size": int, "limit": int, "seed": int,
+    "max_new_tokens": int, "mcq_endpoint": str, "judge_url": str, "judge_model": str,
+}
+DEFAULTS = {"batch_size": 4, "seed": 0, "label": ""}
+
+
+def apply_config(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill options not given on the command line from --config (flags win; --data entries merge)."""
+    import yaml
+
+    raw: dict = {}
+    if args.config is not None:
+        try:
+            raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read eval config {args.config}: {exc}") from exc
+        unknown = sorted(set(raw) - set(CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"{args.config}: unknown key(s) {unknown}; known: {sorted(CONFIG_KEYS)}")
+        for key, kind in CONFIG_KEYS.items():
+            if key in raw and raw[key] is not None and not isinstance(raw[key], kind):
+                raise ConfigError(f"{args.config}: {key} must be a {kind.__name__}")
+    values = vars(args)
+    for key in CONFIG_KEYS:
+        if key in ("tasks", "data"):
+            continue
+        if values.get(key) in (None, "") and raw.get(key) is not None:
+            values[key] = Path(raw[key]) if key == "out" else raw[key]
+        if values.get(key) is None and key in DEFAULTS:
+            values[key] = DEFAULTS[key]
+    if not args.tasks:
+        args.tasks = list(raw.get("tasks") or [])
+    args.data = [f"{k}={v}" for k, v in (raw.get("data") or {}).items()] + list(args.data)
+    if not args.tasks:
+        raise ConfigError("name the tasks to run (positional TASK ... or `tasks:` in --config)")
+    if args.out is None:
+        raise ConfigError("--out is required (or `out:` in --config)")
+    return args
+
+
 def run_eval_cmd(args: argparse.Namespace) -> int:
     from ..eval.runner import RunConfig, check_data, run_eval
     from ..eval.tasks import load_task
 
+    args = apply_config(args)
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     specs = [load_task(t) for t in args.tasks]

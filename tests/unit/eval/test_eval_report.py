@@ -136,3 +136,30 @@ def test_cli_run_end_to_end(tiny_llava_path: Path, tmp_path: Path) -> None:
     results = load_results(tmp_path / "results.json")
     assert results["label"] == "tiny" and results["tasks"]["slake"]["n"] == 2
     assert results["config"]["slake"]["run"]["max_new_tokens"] == 4
+
+
+def test_cli_run_from_config(tiny_llava_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.chdir(root)  # the config's fixture paths are relative to the repository root
+    cfg = root / "configs" / "eval" / "tiny.yaml"
+    args = ["eval", "run", "--config", str(cfg), "--model", str(tiny_llava_path), "--out", str(tmp_path)]
+    assert main([*args, "slake", "--max-new-tokens", "3"]) == 0
+    results = load_results(tmp_path / "results.json")
+    assert list(results["tasks"]) == ["slake"]  # positional tasks override the config's list
+    run = results["config"]["slake"]["run"]
+    assert run["max_new_tokens"] == 3 and run["batch_size"] == 2 and results["label"] == "tiny"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [slake]\nfrobnicate: 1\n")
+    assert main(["eval", "run", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_shipped_eval_configs_are_valid() -> None:
+    import yaml
+
+    from bimedix2.commands.eval import CONFIG_KEYS
+    from bimedix2.eval.tasks import list_tasks
+
+    for path in (Path(__file__).resolve().parents[3] / "configs" / "eval").glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert set(raw) <= set(CONFIG_KEYS), path
+        assert set(raw["tasks"]) <= set(list_tasks()) and set(raw["data"]) <= set(list_tasks()), path

@@ -10,6 +10,7 @@ is folded by `normalize_arabic` first (a no-op on English).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -72,7 +73,9 @@ def meteor(prediction: str, reference: str) -> float:
     hyp, ref = tokenize(prediction), tokenize(reference)
     if not hyp or not ref:
         return 0.0
-    return float(meteor_score([ref], hyp))
+    with warnings.catch_warnings():  # WordNet 3.0 without OMW: NLTK warns about multilingual lookups we never use
+        warnings.filterwarnings("ignore", message="The multilingual functions are not available")
+        return float(meteor_score([ref], hyp))
 
 
 def score_text(prediction: str, reference: str) -> dict[str, float]:
