@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -36,6 +37,10 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 }
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+# Logger switches and warning filters are process-wide, so image decoding holds this lock: another
+# thread's warnings.catch_warnings() exit could otherwise restore filters mid-read and let a
+# pydicom warning quoting a tag value reach stderr.
+DECODE_LOCK = threading.RLock()
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -98,14 +103,15 @@ def is_dicom(data: bytes) -> bool:
 def quiet_pydicom() -> Iterator[None]:
     """Silence pydicom's logger and warnings, which can quote tag values (patient data)."""
     logger = logging.getLogger("pydicom")
-    previous = logger.disabled
-    logger.disabled = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.disabled = previous
+    with DECODE_LOCK:
+        previous = logger.disabled
+        logger.disabled = True
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            logger.disabled = previous
 
 
 def read_dataset(data: bytes, label: str, max_bytes: int, *, stop_before_pixels: bool = False):  # noqa: ANN201
@@ -517,7 +523,8 @@ def deidentify(dataset, *, uid_secret: bytes | None = None):  # noqa: ANN001, AN
 
     from pydicom.uid import UID, generate_uid
 
-    ds = copy.deepcopy(dataset)
+    with quiet_pydicom():
+        ds = copy.deepcopy(dataset)
     secret = (uid_secret if uid_secret is not None else os.urandom(16)).hex()
     removed: set[str] = set()
     emptied: set[str] = set()
@@ -553,17 +560,18 @@ def deidentify(dataset, *, uid_secret: bytes | None = None):  # noqa: ANN001, AN
             fresh = [v if UID(str(v)).name != str(v) else new_uid(str(v)) for v in values]  # keep registered class UIDs
             elem.value = fresh if elem.VM > 1 else fresh[0]
 
-    burned_in = _flag(dataset, "BurnedInAnnotation")
-    visual = _flag(dataset, "RecognizableVisualFeatures")
-    private_before = _count_private(ds)
-    ds.walk(visit, recursive=True)
-    ds.remove_private_tags()
-    if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
-        old = str(ds.file_meta.MediaStorageSOPInstanceUID)
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid(old)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = _DEID_METHOD
-    ds.DeidentificationMethodCodeSequence = [_code("113100", "Basic Application Confidentiality Profile")]
+    with quiet_pydicom():  # value validation warnings would quote the very values being removed
+        burned_in = _flag(dataset, "BurnedInAnnotation")
+        visual = _flag(dataset, "RecognizableVisualFeatures")
+        private_before = _count_private(ds)
+        ds.walk(visit, recursive=True)
+        ds.remove_private_tags()
+        if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
+            old = str(ds.file_meta.MediaStorageSOPInstanceUID)
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or new_uid(old)
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = _DEID_METHOD
+        ds.DeidentificationMethodCodeSequence = [_code("113100", "Basic Application Confidentiality Profile")]
     report = DeidReport(tuple(sorted(removed)), tuple(sorted(emptied)), len(uids), private_before, burned_in, visual)
     return ds, report
 

@@ -101,10 +101,13 @@ def open_image(image: ImageRef | str | Path | bytes, limits: ImageLimits = DEFAU
     data = _read_bytes(ref, label, limits)
     if ref.frame is not None and ref.frame < 0:
         raise ImageError(f"{label}: frame must be 0 or more, got {ref.frame}")
-    if detect_format(data) == "DICOM":
-        loaded = _open_dicom(ref, data, label, limits)
-    else:
-        loaded = _open_pil(ref, data, label, limits)
+    from .dicom import DECODE_LOCK
+
+    with DECODE_LOCK:  # see dicom.DECODE_LOCK: warning filters are process-wide
+        if detect_format(data) == "DICOM":
+            loaded = _open_dicom(ref, data, label, limits)
+        else:
+            loaded = _open_pil(ref, data, label, limits)
     return _bound_shape(loaded, label, limits)
 
 
@@ -223,7 +226,7 @@ def _read_bytes(ref: ImageRef, label: str, limits: ImageLimits) -> bytes:
     if isinstance(ref.source, bytes):
         data = ref.source
     else:
-        path = ref.source
+        path = Path(ref.source)
         if not path.exists():
             raise ImageError(f"{label}: image file not found")
         if not path.is_file():

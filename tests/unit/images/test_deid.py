@@ -111,3 +111,44 @@ def test_profile_tables_hold_only_real_dicom_keywords() -> None:
 
     assert len(DEID_REMOVE) > 400 and len(DEID_EMPTY) > 40 and not DEID_EMPTY & DEID_REMOVE
     assert [k for k in sorted(DEID_EMPTY | DEID_REMOVE) if tag_for_keyword(k) is None] == []
+
+
+def _file_with_invalid_phi() -> bytes:
+    """MR_small with invalid patient values of the kind pydicom's validation quotes in warnings."""
+    from pydicom import config
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    modes = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    config.settings.reading_validation_mode = config.settings.writing_validation_mode = config.IGNORE
+    try:
+        ds.add_new("PatientAge", "AS", "SECRETAGE")
+        ds.add_new("PatientSex", "CS", "secret sex")
+        buf = io.BytesIO()
+        ds.save_as(buf)
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = modes
+    return buf.getvalue()
+
+
+def test_pydicom_quotes_invalid_values_in_warnings() -> None:
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    with pytest.warns(UserWarning, match="SECRETAGE"):
+        ds.PatientAge = "SECRETAGE"  # why every pydicom call here runs with its warnings silenced
+
+
+def test_deidentify_and_loading_log_and_warn_nothing_about_values(capfd, caplog) -> None:  # noqa: ANN001
+    import warnings
+
+    from bimedix2.images import load_image
+
+    data = _file_with_invalid_phi()
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level("DEBUG"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clean, _ = deidentify(pydicom.dcmread(io.BytesIO(data)))
+        load_image(data)
+    out, err = capfd.readouterr()
+    said = out + err + " ".join(r.getMessage() for r in caplog.records) + " ".join(str(w.message) for w in caught)
+    assert "SECRETAGE" not in said and "secret sex" not in said
+    assert "PatientAge" not in clean and not clean.PatientSex
