@@ -113,6 +113,8 @@ class ConversationEncoder:
 
     def _prepare_messages(self, record: TrainRecord) -> list[Message]:
         messages = list(record.messages)
+        if record.n_images and self.settings.image_token_id is None:
+            raise RecordError(f"record {record.id}: has images but the model is text only")
         try:
             validate_conversation(messages, for_generation=False)
         except ConversationError as exc:

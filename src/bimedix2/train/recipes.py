@@ -81,7 +81,7 @@ def _run(
     callbacks: Sequence[Any] = (),
     show_progress: bool = True,
 ) -> TrainResult:
-    from transformers import PrinterCallback, TrainingArguments
+    from transformers import PrinterCallback, TrainingArguments, set_seed
 
     out = Path(cfg.train.output_dir)
     last_checkpoint = _check_output_dir(out, cfg, resume)
@@ -120,7 +120,8 @@ def _run(
         disable_tqdm=True,  # ProgressAndMetrics draws the bar (loss, lr, tokens/s)
     )
 
-    # 3. Model, frozen as the stage needs.
+    # 3. Model, frozen as the stage needs (seeded first: LoRA's initial A matrices are random).
+    set_seed(t.seed)
     loaded = load_for_training(cfg, device, precision)
     if cfg.stage == "stage1":
         freeze_for_stage1(loaded.model)

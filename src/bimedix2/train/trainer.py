@@ -34,6 +34,26 @@ class TokenMeter:
         self.total = 0
 
 
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from (seed, epoch) alone, so a resumed run sees the same order.
+
+    transformers' sampler draws from the global RNG, whose state at an epoch start differs
+    between an uninterrupted and a resumed run; accelerate calls `set_epoch` on samplers.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):  # noqa: ANN204
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
 class BiMediXTrainer(Trainer):
     """`Trainer` with a projector learning rate, length grouping from known lengths, trained-only checkpoints."""
 
@@ -77,14 +97,17 @@ class BiMediXTrainer(Trainer):
     # ----------------------------------------------------------------------------- sampling
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         if self.group_rows_by_length and self.row_lengths is not None:
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=self.row_lengths
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, self.row_lengths, seed
             )
         return super()._get_train_sampler(train_dataset)
 
     # ------------------------------------------------------------------------------- tokens
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
         real = inputs.pop(NUM_TOKENS_KEY, None)
+        if "position_ids" in inputs and "attention_mask" not in inputs:
+            inputs["use_cache"] = False  # with a cache, transformers skips the packed (block-diagonal) mask
         if real is not None and model.training:
             self.token_meter.total += int(real)
         return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)

@@ -1,6 +1,6 @@
 """One bf16 stage-2 step of a tiny model on a CUDA GPU (skipped without one).
 
-Also runnable as a script (`python tests/unit/train/test_gpu.py`), printing the figures
+Also runnable as a script (`python tests/unit/train/test_train_gpu.py`), printing the figures
 (loss, step time, peak GPU memory) as JSON.
 """
 
