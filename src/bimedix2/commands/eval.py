@@ -18,8 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run tasks; writes OUT/results.json, per-sample predictions; resumes")
     add_model_options(run)
     run.add_argument("tasks", nargs="*", help="task names (see `bimedix2 eval tasks`) or task YAML files")
-    run.add_argument("--config", type=Path, default=None,
-                     help="run config YAML (configs/eval/*.yaml): tasks, data, out, judge...; flags override it")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="run config YAML (configs/eval/*.yaml): tasks, data, out, judge...; flags override it",
+    )
     run.add_argument(
         "--data", action="append", default=[], metavar="TASK=PATH", help="where a task's dataset lives (repeatable)"
     )
@@ -65,8 +69,18 @@ def _data_map(items: list[str]) -> dict[str, str]:
 
 
 CONFIG_KEYS = {
-    "tasks": list, "data": dict, "out": str, "model": str, "label": str, "batch_size": int, "limit": int, "seed": int,
-    "max_new_tokens": int, "mcq_endpoint": str, "judge_url": str, "judge_model": str,
+    "tasks": list,
+    "data": dict,
+    "out": str,
+    "model": str,
+    "label": str,
+    "batch_size": int,
+    "limit": int,
+    "seed": int,
+    "max_new_tokens": int,
+    "mcq_endpoint": str,
+    "judge_url": str,
+    "judge_model": str,
 }
 DEFAULTS = {"batch_size": 4, "seed": 0, "label": ""}
 
@@ -130,7 +144,7 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     )
     check_data(specs, cfg)
     engine = None
-    if any(s.kind != "mcq" for s in specs):
+    if any(s.kind != "mcq" for s in specs) or not args.mcq_endpoint:  # MCQ scores the loaded model too
         from ..engine import Engine
         from ..model.loader import load_model
 

@@ -5,8 +5,9 @@ Our local JSONL files (`<data>/<lang>/<dataset>.jsonl`, records `{"id", "questio
 per (dataset, language) under `<out>/mcq/lm_eval_tasks/`, then run offline with
 `lm_eval.simple_evaluate` (`--include_path` in CLI terms): log-likelihood of each option letter
 after the question, accuracy = `acc`. The model is our checkpoint through lm-eval's `hf` backend
-(causal LMs; the LLM of a LLaVA checkpoint is scored text-only) or an OpenAI-compatible
-completions endpoint (`local-completions`, which must return prompt logprobs).
+(the model our loader already loaded, wrapped in `HFLM`, so every format works and a LLaVA
+checkpoint is scored text-only; or a checkpoint path) or an OpenAI-compatible completions
+endpoint (`local-completions`, which must return prompt logprobs).
 """
 
 from __future__ import annotations
@@ -124,10 +125,17 @@ def write_tasks(spec: TaskSpec, data_root: Path, out: Path) -> dict[str, tuple[s
     return tasks
 
 
-def lm_eval_model(model: str, endpoint: str | None) -> tuple[str, str]:
-    """lm-eval model type and model_args for our checkpoint or an endpoint."""
+def lm_eval_model(model: str, endpoint: str | None, engine: Any = None, batch_size: int = 4) -> tuple[Any, str]:
+    """What `simple_evaluate` gets as `model` (+ model_args): an endpoint, our loaded model, or a path."""
     if endpoint:
         return "local-completions", f"model={model},base_url={endpoint.rstrip('/')}/completions,tokenizer_backend=None"
+    if engine is not None:
+        # our loader already resolved the format (hf-llava, llava-llama, causal-lm, gguf): hand lm-eval the
+        # loaded model; a Llava model scores text-only prompts through its language model
+        from lm_eval.models.huggingface import HFLM
+
+        loaded = engine.loaded
+        return HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, backend="causal", batch_size=batch_size), ""
     path = Path(model)
     if not (path / "config.json").is_file():
         raise ConfigError(
@@ -136,7 +144,7 @@ def lm_eval_model(model: str, endpoint: str | None) -> tuple[str, str]:
     return "hf", f"pretrained={path},dtype=float32"
 
 
-def run_mcq(spec: TaskSpec, cfg: Any) -> dict[str, Any]:
+def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
     """Run every available (dataset, language) through lm-eval; accuracy per dataset + averages."""
     data_root = cfg.data_path(spec.name)
     if data_root is None or not data_root.is_dir():
@@ -148,10 +156,10 @@ def run_mcq(spec: TaskSpec, cfg: Any) -> dict[str, Any]:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    model_type, model_args = lm_eval_model(cfg.model, cfg.mcq_endpoint)
+    model_type, model_args = lm_eval_model(cfg.model, cfg.mcq_endpoint, engine, cfg.batch_size)
     raw = simple_evaluate(
         model=model_type,
-        model_args=model_args,
+        model_args=model_args or None,
         tasks=sorted(tasks),
         task_manager=TaskManager(include_path=str(out)),
         num_fewshot=spec.extra.get("num_fewshot", 0),
@@ -186,7 +194,10 @@ def run_mcq(spec: TaskSpec, cfg: Any) -> dict[str, Any]:
     return {
         "metrics": mcq_table(accuracy),
         "n": len(rows),
-        "lm_eval": {"model": model_type, "version": _lm_eval_version()},
+        "lm_eval": {
+            "model": model_type if isinstance(model_type, str) else "hf (model loaded by bimedix2)",
+            "version": _lm_eval_version(),
+        },
     }
 
 

@@ -229,7 +229,7 @@ def run_task(spec: TaskSpec, engine: Generator | None, cfg: RunConfig) -> dict[s
     elif spec.kind == "mcq":
         from .mcq import run_mcq
 
-        result = run_mcq(spec, cfg)
+        result = run_mcq(spec, cfg, engine)
     elif spec.kind == "mbench":
         from .judge import run_mbench
 

@@ -150,3 +150,12 @@ def test_mcq_through_lm_eval(tiny_causal_lm_path: Path, tmp_path: Path) -> None:
     assert table["bilingual"]["medqa"] == pytest.approx((table["en"]["medqa"] + table["ar"]["medqa"]) / 2)
     task_yaml = (tmp_path / "mcq" / "lm_eval_tasks" / "bimedix2_medqa_ar.yaml").read_text(encoding="utf-8")
     assert "dataset_path: json" in task_yaml and "output_type: multiple_choice" in task_yaml
+
+
+def test_mcq_with_the_loaded_llava_model(tiny_engine, tmp_path: Path) -> None:  # noqa: ANN001
+    # the model our loader resolved (here a Llava checkpoint) is handed to lm-eval, scored text-only
+    cfg = RunConfig(out_dir=tmp_path, model="tiny-llava", data={"mcq": str(DATA["mcq"])}, batch_size=4, limit=1)
+    results = load_results(run_eval(["mcq"], tiny_engine, cfg))
+    entry = results["tasks"]["mcq"]
+    assert entry["n"] == 4 and entry["lm_eval"]["model"].startswith("hf (model loaded")
+    assert set(entry["metrics"]) == {"en", "ar", "bilingual"}
