@@ -188,7 +188,10 @@ def _open_pil(ref: ImageRef, data: bytes, label: str, limits: ImageLimits) -> Lo
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not a recognised image file (supported: {', '.join(SUPPORTED_FORMATS)})") from None
+        raise ImageError(
+            f"{label}: not a recognised image file (supported: {', '.join(SUPPORTED_FORMATS)}; "
+            "DICOM must be a Part 10 file: 128-byte preamble, then 'DICM')"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{label}: image too large (decompression bomb guard)") from None
     except MemoryError:

@@ -192,6 +192,11 @@ def test_files_without_pixels_truncated_and_invalid() -> None:
         load_image(_file("badVR.dcm"))  # NumberOfFrames '1A'
 
 
+def test_dicom_without_part10_header_is_named() -> None:
+    with pytest.raises(ImageError, match="DICOM must be a Part 10 file"):
+        load_image(_file("no_meta.dcm"))
+
+
 def test_pixel_limit_is_checked_before_decoding() -> None:
     ds = pydicom.dcmread(_file("MR_small.dcm"))
     ds.Rows = ds.Columns = 60000  # header claims 3.6 G pixels; the data is 64x64
