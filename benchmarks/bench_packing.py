@@ -88,8 +88,9 @@ def train_throughput(
     """(tokens/s, real tokens, seconds) of real training steps over these batches."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = LlamaForCausalLM(tiny_llama_config(vocab, hidden=args.hidden, layers=args.layers,
-                                               max_position_embeddings=args.max_length)).to(device)
+    model = LlamaForCausalLM(
+        tiny_llama_config(vocab, hidden=args.hidden, layers=args.layers, max_position_embeddings=args.max_length)
+    ).to(device)
     model.config.use_cache = False
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -141,8 +142,10 @@ def main() -> None:
     mix = synthetic_lengths(args.samples, args.max_length, args.seed)
     rng = random.Random(args.seed)
     samples = [make_sample(i, n, vocab, rng) for i, (_, n) in enumerate(mix)]
-    waste = {mode: waste_of(batches(samples, mode, args.batch_size, args.max_length, args.seed), args.batch_size)
-             for mode in ("naive", "grouped", "packed")}
+    waste = {
+        mode: waste_of(batches(samples, mode, args.batch_size, args.max_length, args.seed), args.batch_size)
+        for mode in ("naive", "grouped", "packed")
+    }
 
     # every mode trains on the same samples (one pass) with the same rows per batch; packed rows
     # hold several samples, so that pass takes fewer batches

@@ -21,19 +21,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser = stages.add_parser(stage, help=text, description=f"{text}. {RESEARCH_NOTICE}")
         parser.add_argument("config", type=Path, help="YAML recipe (see configs/train/)")
         parser.add_argument("overrides", nargs="*", metavar="FIELD=VALUE", help=OVERRIDE_HELP)
-        parser.add_argument("--resume", action="store_true",
-                            help="continue from the last checkpoint in train.output_dir (same data order, optimizer, schedule)")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics.jsonl is still written)")
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue from the last checkpoint in train.output_dir (same data order, optimizer, schedule)",
+        )
+        parser.add_argument(
+            "--no-progress", action="store_true", help="no progress bar (metrics.jsonl is still written)"
+        )
         parser.set_defaults(func=run_train, stage_name=stage)
 
     merge = subparsers.add_parser(
-        "merge", help="fold a trained adapter and projector into a full transformers checkpoint (loads with ask --model)"
+        "merge",
+        help="fold a trained adapter and projector into a full transformers checkpoint (loads with ask --model)",
     )
     merge.add_argument("run", type=Path, help="a training run directory, its final/ or a checkpoint-N directory")
     merge.add_argument("out", type=Path, help="new directory for the merged checkpoint")
     merge.add_argument("--base", default=None, help="base model (default: model.path from the run's config.yaml)")
-    merge.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                       help="dtype of the merged weights (default: float32)")
+    merge.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="dtype of the merged weights (default: float32)",
+    )
     merge.set_defaults(func=run_merge)
 
 
@@ -46,10 +56,14 @@ def run_train(args: argparse.Namespace) -> int:
     runner = run_stage1 if args.stage_name == "stage1" else run_stage2
     result = runner(cfg, resume=args.resume, show_progress=not args.no_progress)
     print(f"trained {result.global_step} steps, mean loss {result.train_loss:.4f} ({result.trainable})")
-    print(f"records: {result.encode.kept} used, {result.encode.dropped_too_long} dropped as too long, "
-          f"{result.encode.truncated} truncated at turn boundaries")
-    print(f"outputs: {result.final_dir} (config: {result.output_dir / 'config.yaml'}, "
-          f"metrics: {result.output_dir / 'metrics.jsonl'})")
+    print(
+        f"records: {result.encode.kept} used, {result.encode.dropped_too_long} dropped as too long, "
+        f"{result.encode.truncated} truncated at turn boundaries"
+    )
+    print(
+        f"outputs: {result.final_dir} (config: {result.output_dir / 'config.yaml'}, "
+        f"metrics: {result.output_dir / 'metrics.jsonl'})"
+    )
     print(f"[{RESEARCH_NOTICE}]", file=sys.stderr)
     return 0
 
@@ -58,5 +72,5 @@ def run_merge(args: argparse.Namespace) -> int:
     from ..train.merge import merge
 
     out = merge(args.run, args.out, base=args.base, dtype=args.dtype)
-    print(f"merged checkpoint written to {out}; try: bimedix2 ask --model {out} \"...\"")
+    print(f'merged checkpoint written to {out}; try: bimedix2 ask --model {out} "..."')
     return 0

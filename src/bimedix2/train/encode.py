@@ -132,10 +132,17 @@ class ConversationEncoder:
 
     def _ids(self, record: TrainRecord, messages: Sequence[Message], *, generation_prompt: bool) -> list[int]:
         try:
-            text = render_prompt(
-                messages, self.settings.template, self.tokenizer,
-                steer_language=False, add_generation_prompt=generation_prompt,
-            ) if messages else self._render_empty(generation_prompt)
+            text = (
+                render_prompt(
+                    messages,
+                    self.settings.template,
+                    self.tokenizer,
+                    steer_language=False,
+                    add_generation_prompt=generation_prompt,
+                )
+                if messages
+                else self._render_empty(generation_prompt)
+            )
         except ConversationError as exc:
             raise RecordError(f"record {record.id}: {exc}") from None
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -202,8 +209,13 @@ class ConversationEncoder:
 
     # ------------------------------------------------------------------------------ images
     def _expand_images(
-        self, record: TrainRecord, ids: list[int], labels: list[int], images: tuple[ImageRef, ...],
-        *, truncated: bool = False,
+        self,
+        record: TrainRecord,
+        ids: list[int],
+        labels: list[int],
+        images: tuple[ImageRef, ...],
+        *,
+        truncated: bool = False,
     ) -> EncodedSample:
         image_id = self.settings.image_token_id
         if image_id is None:
@@ -228,7 +240,9 @@ class ConversationEncoder:
                 out_ids.append(token)
                 out_labels.append(label)
         if sum(1 for t in out_ids if t == image_id) != len(images) * per_image:
-            raise ImageTokenMismatchError(f"record {record.id}: image token count does not match {len(images)} image(s)")
+            raise ImageTokenMismatchError(
+                f"record {record.id}: image token count does not match {len(images)} image(s)"
+            )
         if not any(x != IGNORE_INDEX for x in out_labels):
             raise RecordError(f"record {record.id}: no token carries a loss after masking")
         return EncodedSample(record.id, tuple(out_ids), tuple(out_labels), images, truncated)
@@ -266,11 +280,15 @@ def encode_records(
     if dropped:
         log.warning(
             "dropped %d of %d records longer than max_length=%d (first ids: %s)",
-            len(dropped), len(records), encoder.settings.max_length, ", ".join(dropped[:5]),
+            len(dropped),
+            len(records),
+            encoder.settings.max_length,
+            ", ".join(dropped[:5]),
         )
     if truncated:
-        log.warning("truncated %d records at turn boundaries to fit max_length=%d", truncated, encoder.settings.max_length)
+        log.warning(
+            "truncated %d records at turn boundaries to fit max_length=%d", truncated, encoder.settings.max_length
+        )
     if not samples:
         raise RecordError("no training samples left after encoding (all records too long? raise data.max_length)")
     return samples, report
-

@@ -78,8 +78,14 @@ def build_merged(sources: MergeSources, *, dtype: str = "float32", stage1_projec
         model = PeftModel.from_pretrained(model, str(sources.adapter)).merge_and_unload()
     model.eval()
     return LoadedModel(
-        model, loaded.tokenizer, loaded.processor, loaded.template, loaded.info,
-        loaded.image_aspect_ratio, loaded.image_token_id, loaded.tokens_per_image,
+        model,
+        loaded.tokenizer,
+        loaded.processor,
+        loaded.template,
+        loaded.info,
+        loaded.image_aspect_ratio,
+        loaded.image_token_id,
+        loaded.tokens_per_image,
     )
 
 

@@ -51,7 +51,10 @@ def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedMo
     if cfg.lora.quantization == "4bit" and cfg.stage == "stage2":
         return _load_4bit(cfg, device)
     options = LoadOptions(
-        format=cfg.model.format, chat_template=cfg.model.chat_template, device="cpu", dtype=dtype,
+        format=cfg.model.format,
+        chat_template=cfg.model.chat_template,
+        device="cpu",
+        dtype=dtype,
         vision_tower=cfg.model.vision_tower,
     )
     loaded = load_model(cfg.model.path, options)
@@ -87,7 +90,9 @@ def _load_4bit(cfg: TrainConfig, device: str) -> LoadedModel:
             f"QLoRA loads transformers checkpoints only; {path} is {fmt}. Convert it first with `bimedix2 convert`."
         )
     bnb = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
         llm_int8_skip_modules=["vision_tower", PROJECTOR_NAME, "lm_head"],
     )
@@ -115,7 +120,9 @@ def _load_4bit(cfg: TrainConfig, device: str) -> LoadedModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         template = loader._pick_template(cfg.model.chat_template, tokenizer, None, str(path))
-        loaded = LoadedModel(model, tokenizer, None, template, loader._info(str(path), fmt, "causal-lm", template, model, None))
+        loaded = LoadedModel(
+            model, tokenizer, None, template, loader._info(str(path), fmt, "causal-lm", template, model, None)
+        )
     if cfg.model.projector_weights:
         load_projector(model, Path(cfg.model.projector_weights))
     model.config.use_cache = False
@@ -153,8 +160,12 @@ def attach_lora(model: torch.nn.Module, lora: LoraConfig, *, train_projector: bo
     if find_projector(model) is None and target.startswith(r".*language_model"):
         target = target.replace(r".*language_model", r".*model\.layers", 1)  # a plain causal LM has no language_model
     config = PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=target,
-        bias="none", task_type="CAUSAL_LM",
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=target,
+        bias="none",
+        task_type="CAUSAL_LM",
     )
     try:
         peft_model = get_peft_model(model, config)
@@ -178,7 +189,9 @@ def cast_trainable_to_fp32(model: torch.nn.Module) -> None:
             param.data = param.data.float()
 
 
-def projector_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def projector_state(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The projector's weights keyed relative to the projector (``linear_1.weight`` ...)."""
     if state_dict is not None:
         out = {}
@@ -194,7 +207,9 @@ def projector_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor] 
     return {k: v.detach().cpu().contiguous() for k, v in projector.state_dict().items()}
 
 
-def save_projector(model: torch.nn.Module, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path | None:
+def save_projector(
+    model: torch.nn.Module, directory: Path, state_dict: dict[str, torch.Tensor] | None = None
+) -> Path | None:
     """Write `projector.safetensors` into `directory` (None for a text-only model)."""
     state = projector_state(model, state_dict)
     if not state:
@@ -230,7 +245,16 @@ def trainable_summary(model: torch.nn.Module) -> str:
 
 
 __all__ = [
-    "PROJECTOR_FILE", "attach_lora", "cast_trainable_to_fp32", "find_projector", "freeze_for_stage1",
-    "load_for_training", "load_projector", "projector_state", "resolve_device", "resolve_precision",
-    "save_projector", "trainable_summary",
+    "PROJECTOR_FILE",
+    "attach_lora",
+    "cast_trainable_to_fp32",
+    "find_projector",
+    "freeze_for_stage1",
+    "load_for_training",
+    "load_projector",
+    "projector_state",
+    "resolve_device",
+    "resolve_precision",
+    "save_projector",
+    "trainable_summary",
 ]

@@ -189,7 +189,9 @@ def _run(
 
 def _check_output_dir(out: Path, cfg: TrainConfig, resume: bool) -> Path | None:
     """The checkpoint to resume from (None: fresh start); refuse to mix runs silently."""
-    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    checkpoints = sorted(
+        out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
+    )
     if not resume:
         if checkpoints:
             raise TrainingError(

@@ -62,7 +62,9 @@ def parse_record(raw: Any, *, image_root: Path, where: str = "") -> TrainRecord:
             raise RecordError(f"{label}: conversations[{i}] must have a string 'value'")
         role = ROLES.get(str(turn.get("from", "")).lower())
         if role is None:
-            raise RecordError(f"{label}: conversations[{i}] has unknown 'from' {turn.get('from')!r} (human, gpt, system)")
+            raise RecordError(
+                f"{label}: conversations[{i}] has unknown 'from' {turn.get('from')!r} (human, gpt, system)"
+            )
         value: str = turn["value"]
         count = value.count(IMAGE_PLACEHOLDER)
         if count and role != "user":

@@ -153,8 +153,14 @@ class ProgressAndMetrics(TrainerCallback):
         if not state.is_world_process_zero:
             return
         self._drop_lines_after(state.global_step)  # a resumed run continues the curve, it does not repeat it
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
-                        disable=not self.show_bar, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=state.max_steps,
+            initial=state.global_step,
+            desc="training",
+            unit="step",
+            disable=not self.show_bar,
+            dynamic_ncols=True,
+        )
         self._last_time = time.perf_counter()
         self._last_tokens = self.meter.total
 
@@ -195,7 +201,8 @@ class ProgressAndMetrics(TrainerCallback):
         if not self.metrics_path.is_file():
             return
         kept = [
-            line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+            line
+            for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step
         ]
         self.metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

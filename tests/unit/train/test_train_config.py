@@ -98,8 +98,14 @@ TRAIN_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 
 def test_shipped_train_configs_exist() -> None:
     names = {p.name for p in TRAIN_CONFIGS}
-    assert {"stage1-tiny.yaml", "stage2-tiny.yaml", "stage1-8b.yaml", "stage2-8b.yaml", "stage2-70b.yaml",
-            "bimedix-v1-qlora.yaml"} <= names
+    assert {
+        "stage1-tiny.yaml",
+        "stage2-tiny.yaml",
+        "stage1-8b.yaml",
+        "stage2-8b.yaml",
+        "stage2-70b.yaml",
+        "bimedix-v1-qlora.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
@@ -111,7 +117,13 @@ def test_every_train_config_loads_and_validates(path: Path) -> None:
 
 def test_released_hyperparameters() -> None:
     s2 = load_config(REPO / "configs/train/stage2-8b.yaml", TrainConfig)
-    assert (s2.lora.r, s2.lora.alpha, s2.train.lr, s2.train.projector_lr, s2.data.max_length) == (8, 16, 2e-4, 2e-5, 4096)
+    assert (s2.lora.r, s2.lora.alpha, s2.train.lr, s2.train.projector_lr, s2.data.max_length) == (
+        8,
+        16,
+        2e-4,
+        2e-5,
+        4096,
+    )
     assert s2.train.scheduler == "cosine"
     s1 = load_config(REPO / "configs/train/stage1-8b.yaml", TrainConfig)
     assert (s1.train.lr, s1.train.per_device_batch_size, s1.data.max_length) == (1e-3, 8, 2048)

@@ -61,8 +61,9 @@ def test_packed_samples_do_not_attend_to_each_other(tiny_llava) -> None:
     samples = encoded(tiny_llava)
     pair = [samples["en-vqa-1"], samples["ar-multi-turn"]]
     plain = TrainCollator(tiny_llava.tokenizer.pad_token_id, tiny_llava.processor.image_processor)
-    packed = TrainCollator(tiny_llava.tokenizer.pad_token_id, tiny_llava.processor.image_processor, packing=True,
-                           pad_to_multiple_of=64)
+    packed = TrainCollator(
+        tiny_llava.tokenizer.pad_token_id, tiny_llava.processor.image_processor, packing=True, pad_to_multiple_of=64
+    )
     batch = packed([{"samples": tuple(pair)}])
     assert "attention_mask" not in batch
     first = len(pair[0])

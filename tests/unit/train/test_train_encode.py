@@ -23,10 +23,7 @@ from bimedix2.train.records import parse_record, read_records
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAT, TEXT_CHAT, CAPTIONS = FIXTURES / "chat.jsonl", FIXTURES / "text_chat.jsonl", FIXTURES / "captions.json"
 
-HEAD = (
-    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
-    f"{BIMEDIX2_SYSTEM_PROMPT}<|eot_id|>"
-)
+HEAD = f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{BIMEDIX2_SYSTEM_PROMPT}<|eot_id|>"
 USER = "<|start_header_id|>user<|end_header_id|>\n\n"
 ASSISTANT = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 EOT = "<|eot_id|>"
@@ -36,8 +33,13 @@ def records_by_id(path: Path = CHAT) -> dict:
     return {r.id: r for r in read_records([path])}
 
 
-def encoder(loaded, max_length: int = 2048, overlong: str = "drop", template: ChatTemplate = BIMEDIX2_LLAMA3,
-            steer: bool = False) -> ConversationEncoder:
+def encoder(
+    loaded,
+    max_length: int = 2048,
+    overlong: str = "drop",
+    template: ChatTemplate = BIMEDIX2_LLAMA3,
+    steer: bool = False,
+) -> ConversationEncoder:
     return ConversationEncoder(
         loaded.tokenizer,
         EncoderSettings(template, loaded.image_token_id, loaded.tokens_per_image, max_length, overlong, steer),
@@ -80,7 +82,9 @@ def test_arabic_image_record_golden(tiny_llava) -> None:
     sample = encoder(tiny_llava).encode_chat(records_by_id()["ar-vqa-1"])
     reply = "تظهر الصورة التهابا رئويا في الفص السفلي الأيمن."
     assert label_spans(tiny_llava, sample) == [reply + EOT]
-    assert text(tiny_llava, sample.input_ids).endswith(f"ما هو التشخيص المحتمل لهذه الأشعة السينية للصدر؟{EOT}{ASSISTANT}{reply}{EOT}")
+    assert text(tiny_llava, sample.input_ids).endswith(
+        f"ما هو التشخيص المحتمل لهذه الأشعة السينية للصدر؟{EOT}{ASSISTANT}{reply}{EOT}"
+    )
 
 
 def test_multi_turn_with_image_in_turn_two(tiny_llava) -> None:
@@ -130,8 +134,10 @@ def test_text_only_model_with_its_own_template(tiny_causal_lm_path: Path) -> Non
 def test_stage1_caption_plain_format(tiny_llava) -> None:
     caps = records_by_id(CAPTIONS)
     enc = encoder(tiny_llava)
-    for rid, caption in [("cap-1", "Chest X-ray with right lower lobe consolidation."),
-                         ("cap-4", "صورة مقطعية للبطن تظهر كتلة في الكبد.")]:
+    for rid, caption in [
+        ("cap-1", "Chest X-ray with right lower lobe consolidation."),
+        ("cap-4", "صورة مقطعية للبطن تظهر كتلة في الكبد."),
+    ]:
         sample = enc.encode_caption(caps[rid])
         image = "<image>" * tiny_llava.tokens_per_image
         assert text(tiny_llava, sample.input_ids) == f"<|begin_of_text|>{image}{caption}\n"
@@ -156,7 +162,8 @@ def test_unmaskable_record_raises_with_its_id(tiny_llava) -> None:
         "rewriting",
         "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
         "{% if m['role'] == 'assistant' and not loop.last %}[earlier answer]{% else %}{{ m['content'] }}{% endif %}"
-        "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
+        "<|eot_id|>{% endfor %}"
+        "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
         ("<|eot_id|>",),
     )
     with pytest.raises(RecordError, match="record ar-multi-turn: the chat template renders turns before turn"):
@@ -165,24 +172,45 @@ def test_unmaskable_record_raises_with_its_id(tiny_llava) -> None:
 
 def test_record_without_answer_or_with_wrong_images_raises(tiny_llava, tmp_path: Path) -> None:
     enc = encoder(tiny_llava)
-    no_answer = parse_record({"id": "q-only", "conversations": [{"from": "human", "value": "Hi?"}]}, image_root=tmp_path)
+    no_answer = parse_record(
+        {"id": "q-only", "conversations": [{"from": "human", "value": "Hi?"}]}, image_root=tmp_path
+    )
     with pytest.raises(RecordError, match="q-only: the last turn is a user turn"):
         enc.encode_chat(no_answer)
     with pytest.raises(RecordError, match="record two: 2 image\\(s\\) but 1 <image> placeholder"):
-        parse_record({"id": "two", "image": ["a.png", "b.png"], "conversations": [
-            {"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}]}, image_root=tmp_path)
+        parse_record(
+            {
+                "id": "two",
+                "image": ["a.png", "b.png"],
+                "conversations": [{"from": "human", "value": "<image>\nx"}, {"from": "gpt", "value": "y"}],
+            },
+            image_root=tmp_path,
+        )
     with pytest.raises(RecordError, match="record r: conversations\\[1\\] has unknown 'from'"):
-        parse_record({"id": "r", "conversations": [{"from": "human", "value": "x"}, {"from": "bot", "value": "y"}]},
-                     image_root=tmp_path)
+        parse_record(
+            {"id": "r", "conversations": [{"from": "human", "value": "x"}, {"from": "bot", "value": "y"}]},
+            image_root=tmp_path,
+        )
     with pytest.raises(RecordError, match="record g: conversations\\[1\\] \\(gpt\\) contains <image>"):
-        parse_record({"id": "g", "image": "a.png", "conversations": [
-            {"from": "human", "value": "x"}, {"from": "gpt", "value": "<image>"}]}, image_root=tmp_path)
+        parse_record(
+            {
+                "id": "g",
+                "image": "a.png",
+                "conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "<image>"}],
+            },
+            image_root=tmp_path,
+        )
     wrong = EncoderSettings(BIMEDIX2_LLAMA3, tiny_llava.image_token_id, tiny_llava.tokens_per_image, 2048)
     broken = ConversationEncoder(tiny_llava.tokenizer, wrong)
     record = records_by_id()["en-vqa-1"]
     # the same image token id typed into the text would double-count: the contract check catches it
-    tampered = type(record)(record.id, (record.messages[0].__class__(
-        "user", record.messages[0].content, record.messages[0].images * 2), *record.messages[1:]))
+    tampered = type(record)(
+        record.id,
+        (
+            record.messages[0].__class__("user", record.messages[0].content, record.messages[0].images * 2),
+            *record.messages[1:],
+        ),
+    )
     sample = broken.encode_chat(tampered)
     assert sample.input_ids.count(tiny_llava.image_token_id) == 2 * tiny_llava.tokens_per_image
     with pytest.raises(ImageTokenMismatchError, match="record en-vqa-1"):
@@ -225,8 +253,9 @@ def test_overlong_drop_and_turn_boundary_truncation(tiny_llava, caplog: pytest.L
     assert "en-multi-turn-image-in-turn-2" in report.dropped_ids
     assert f"dropped {report.dropped_too_long} of {len(records)} records" in caplog.text
     assert all(len(s) <= limit for s in samples)
-    _, report = encode_records(records, encoder(tiny_llava, max_length=limit, overlong="truncate"), stage="stage2",
-                               progress=False)
+    _, report = encode_records(
+        records, encoder(tiny_llava, max_length=limit, overlong="truncate"), stage="stage2", progress=False
+    )
     assert report.truncated >= 1
 
 

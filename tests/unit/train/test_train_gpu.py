@@ -30,9 +30,16 @@ def one_bf16_step(workdir: Path) -> dict[str, object]:
         Path(__file__).parents[3] / "configs/train/stage2-tiny.yaml",
         TrainConfig,
         [
-            f"model.path={model_dir}", f"train.output_dir={workdir / 'run'}", f"data.train=[{FIXTURES / 'chat.jsonl'}]",
-            "train.device=cuda", "train.precision=bf16", "train.max_steps=1", "train.gradient_accumulation_steps=1",
-            "train.per_device_batch_size=6", "train.gradient_checkpointing=true", "train.save_steps=1",
+            f"model.path={model_dir}",
+            f"train.output_dir={workdir / 'run'}",
+            f"data.train=[{FIXTURES / 'chat.jsonl'}]",
+            "train.device=cuda",
+            "train.precision=bf16",
+            "train.max_steps=1",
+            "train.gradient_accumulation_steps=1",
+            "train.per_device_batch_size=6",
+            "train.gradient_checkpointing=true",
+            "train.save_steps=1",
         ],
     )
     torch.cuda.reset_peak_memory_stats()

@@ -83,7 +83,9 @@ def test_stage1_changes_only_the_projector(tiny_llava_path: Path, tmp_path: Path
     assert len(moved) == 4  # linear_1/linear_2 weight and bias
     projector = load_file(str(result.final_dir / "projector.safetensors"))
     assert set(projector) == {"linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"}
-    assert (tmp_path / "s1" / "config.yaml").is_file() and (tmp_path / "s1" / "checkpoint-3" / "projector.safetensors").is_file()
+    assert (tmp_path / "s1" / "config.yaml").is_file() and (
+        tmp_path / "s1" / "checkpoint-3" / "projector.safetensors"
+    ).is_file()
     saved = (tmp_path / "s1" / "config.yaml").read_text()
     assert "max_steps: 3" in saved and str(tiny_llava_path) in saved  # the resolved config, overrides applied
 
@@ -107,9 +109,18 @@ def test_stage2_changes_only_lora_and_projector_with_its_own_lr(tiny_llava_path:
 
 def test_stage2_loss_decreases_on_a_fixed_set(tiny_llava_path: Path, tmp_path: Path) -> None:
     cfg = tiny_config(
-        "stage2-tiny.yaml", tiny_llava_path, tmp_path / "fit", "train.max_steps=8", "train.lr=5e-3",
-        "train.projector_lr=5e-3", "train.per_device_batch_size=6", "train.gradient_accumulation_steps=1",
-        "train.scheduler=constant_with_warmup", "train.warmup_steps=0", "lora.dropout=0.0", "train.save_steps=100",
+        "stage2-tiny.yaml",
+        tiny_llava_path,
+        tmp_path / "fit",
+        "train.max_steps=8",
+        "train.lr=5e-3",
+        "train.projector_lr=5e-3",
+        "train.per_device_batch_size=6",
+        "train.gradient_accumulation_steps=1",
+        "train.scheduler=constant_with_warmup",
+        "train.warmup_steps=0",
+        "lora.dropout=0.0",
+        "train.save_steps=100",
     )
     run_stage2(cfg, show_progress=False)
     curve = losses(tmp_path / "fit")
@@ -142,8 +153,17 @@ def full_run(tiny_llava_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     out = tmp_path_factory.mktemp("full") / "run"
     cfg_path = REPO / "configs/train/stage2-tiny.yaml"
-    code = main(["train", "stage2", str(cfg_path), f"model.path={tiny_llava_path}", f"train.output_dir={out}",
-                 f"data.train=[{CHAT}]", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "stage2",
+            str(cfg_path),
+            f"model.path={tiny_llava_path}",
+            f"train.output_dir={out}",
+            f"data.train=[{CHAT}]",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return out
 
@@ -151,8 +171,17 @@ def full_run(tiny_llava_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_cli_refuses_to_overwrite_a_run(full_run: Path, tiny_llava_path: Path, capsys: pytest.CaptureFixture) -> None:
     from bimedix2.cli import main
 
-    code = main(["train", "stage2", str(REPO / "configs/train/stage2-tiny.yaml"), f"model.path={tiny_llava_path}",
-                 f"train.output_dir={full_run}", f"data.train=[{CHAT}]", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "stage2",
+            str(REPO / "configs/train/stage2-tiny.yaml"),
+            f"model.path={tiny_llava_path}",
+            f"train.output_dir={full_run}",
+            f"data.train=[{CHAT}]",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "pass --resume" in capsys.readouterr().err
     code = main(["train", "stage2", str(REPO / "configs/train/stage2-tiny.yaml"), "train.lrr=1"])
     assert code == 2 and "train.lrr: unknown field" in capsys.readouterr().err
@@ -200,9 +229,13 @@ def test_merged_logits_equal_adapter_logits_and_ask_loads_it(
     load_projector(base.model, full_run / "final" / "projector.safetensors")
     adapted = PeftModel.from_pretrained(base.model, str(full_run / "final" / "adapter")).eval()
 
-    enc = ConversationEncoder(base.tokenizer, EncoderSettings(base.template, base.image_token_id, base.tokens_per_image, 2048))
+    enc = ConversationEncoder(
+        base.tokenizer, EncoderSettings(base.template, base.image_token_id, base.tokens_per_image, 2048)
+    )
     samples = [enc.encode_chat(r) for r in read_records([CHAT])[:3]]
-    batch = TrainCollator(base.tokenizer.pad_token_id, base.processor.image_processor)([{"samples": (s,)} for s in samples])
+    batch = TrainCollator(base.tokenizer.pad_token_id, base.processor.image_processor)(
+        [{"samples": (s,)} for s in samples]
+    )
     batch.pop(NUM_TOKENS_KEY)
     batch.pop("labels")
     with torch.no_grad():
@@ -212,7 +245,19 @@ def test_merged_logits_equal_adapter_logits_and_ask_loads_it(
     assert not torch.allclose(expected, load_model(str(tiny_llava_path)).model(**batch).logits, atol=1e-4)
 
     capsys.readouterr()
-    code = main(["ask", "--model", str(out), "--image", str(png_path), "--temperature", "0", "--max-new-tokens", "4",
-                 "What is seen?"])
+    code = main(
+        [
+            "ask",
+            "--model",
+            str(out),
+            "--image",
+            str(png_path),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "4",
+            "What is seen?",
+        ]
+    )
     assert code == 0
     assert "Research use only" in capsys.readouterr().err
