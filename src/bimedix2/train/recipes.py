@@ -8,7 +8,8 @@ own learning rate, on multi-turn chats rendered with the model's chat template.
 Both: transformers `Trainer` (so accelerate/DeepSpeed/FSDP launch unchanged), the resolved
 config saved as `OUTPUT/config.yaml`, periodic checkpoints under `OUTPUT/checkpoint-N`,
 `resume=True` continuing from the last one, final weights under `OUTPUT/final/`
-(`projector.safetensors`, and `adapter/` in stage 2), metrics in `OUTPUT/metrics.jsonl`.
+(`projector.safetensors`, and in stage 2 the peft adapter files `adapter_config.json` +
+`adapter_model.safetensors` beside it), metrics in `OUTPUT/metrics.jsonl`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from .modeling import (
     load_for_training,
     resolve_device,
     resolve_precision,
-    save_projector,
     trainable_summary,
 )
 from .records import read_records
@@ -176,13 +176,11 @@ def _run(
     trainer.remove_callback(PrinterCallback)  # the bar and metrics.jsonl replace raw dict printing
     result = trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
 
-    # 6. Final weights: projector and (stage 2) the LoRA adapter, each on its own.
+    # 6. Final weights: projector and (stage 2) the LoRA adapter, each in its own file. save_model
+    #    gathers sharded (ZeRO-3 / FSDP) weights before BiMediXTrainer._save writes them.
     final = out / FINAL_DIR
+    trainer.save_model(str(final))
     if trainer.args.should_save:
-        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-        save_projector(unwrapped, final)
-        if cfg.stage == "stage2":
-            unwrapped.save_pretrained(str(final / "adapter"))
         (final / "NOTICE.txt").write_text(RESEARCH_NOTICE + "\n", encoding="utf-8")
     return TrainResult(out, final, trainer.state.global_step, float(result.training_loss), report, trainable)
 

@@ -71,7 +71,7 @@ def test_one_bf16_stage2_step_on_gpu(tmp_path: Path) -> None:
     figures = one_bf16_step(tmp_path)
     assert figures["steps"] == 1
     assert 0 < float(figures["loss"]) < 20  # type: ignore[arg-type]
-    assert (tmp_path / "run" / "final" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "run" / "final" / "adapter_config.json").is_file()
 
 
 if __name__ == "__main__":

@@ -93,7 +93,11 @@ def test_stage1_changes_only_the_projector(tiny_llava_path: Path, tmp_path: Path
 def test_stage2_changes_only_lora_and_projector_with_its_own_lr(tiny_llava_path: Path, tmp_path: Path) -> None:
     capture = Capture()
     cfg = tiny_config("stage2-tiny.yaml", tiny_llava_path, tmp_path / "s2", "train.max_steps=2")
-    run_stage2(cfg, callbacks=[capture], show_progress=False)
+    result = run_stage2(cfg, callbacks=[capture], show_progress=False)
+    adapter = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter), "the adapter file holds LoRA weights only"
+    projector = load_file(str(result.final_dir / "projector.safetensors"))
+    assert set(projector) == {"linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"}
     moved, new = changed(capture.model, base_params(tiny_llava_path))
     assert moved and all("multi_modal_projector" in n for n in moved), moved
     assert new and all("lora_" in n for n in new)
@@ -194,7 +198,7 @@ def test_resume_matches_an_uninterrupted_run(full_run: Path, tiny_llava_path: Pa
     assert first.global_step == 3 and (out / "checkpoint-3").is_dir()
     resumed = run_stage2(cfg, resume=True, show_progress=False)
     assert resumed.global_step == 6
-    for name in ("adapter/adapter_model.safetensors", "projector.safetensors"):
+    for name in ("adapter_model.safetensors", "projector.safetensors"):
         expected = load_file(str(full_run / "final" / name))
         got = load_file(str(out / "final" / name))
         assert expected.keys() == got.keys()
@@ -227,7 +231,7 @@ def test_merged_logits_equal_adapter_logits_and_ask_loads_it(
 
     base = load_model(str(tiny_llava_path), LoadOptions(device="cpu", dtype="float32"))
     load_projector(base.model, full_run / "final" / "projector.safetensors")
-    adapted = PeftModel.from_pretrained(base.model, str(full_run / "final" / "adapter")).eval()
+    adapted = PeftModel.from_pretrained(base.model, str(full_run / "final")).eval()
 
     enc = ConversationEncoder(
         base.tokenizer, EncoderSettings(base.template, base.image_token_id, base.tokens_per_image, 2048)
