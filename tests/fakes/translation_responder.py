@@ -58,3 +58,10 @@ def translation_responder(body: dict[str, Any]) -> str:
         turns[0] = turns[0] + MARKER
         return "```json\n" + json.dumps({"turns": turns}, ensure_ascii=False) + "\n```"
     return "unknown prompt"
+
+
+def passing_responder(body: dict[str, Any]) -> str:
+    """Like ``translation_responder`` but every translation scores 95: exactly 2 calls per record."""
+    if body["messages"][0]["content"] == SCORE_SYSTEM:
+        return json.dumps({"score": 95, "issues": []})
+    return translation_responder(body)
