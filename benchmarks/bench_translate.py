@@ -46,10 +46,11 @@ def records(n: int) -> list[Record]:
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency),
          "--responder", "tests.fakes.translation_responder:passing_responder"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
@@ -71,9 +72,8 @@ def main() -> None:
             inp = Path(tmp) / "in.jsonl"
             write_jsonl(records(args.records), inp)
             print(f"{args.records} records, {args.latency * 1000:.0f} ms per call, fake endpoint {url}")
-            print(
-                f"{'concurrency':>11} {'calls':>6} {'measured s':>10} {'ideal s':>8} {'ideal/measured':>14} {'speedup vs c=1':>15}"
-            )
+            header = ("concurrency", "calls", "measured s", "ideal s", "ideal/measured", "speedup vs c=1")
+            print("{:>11} {:>6} {:>10} {:>8} {:>14} {:>15}".format(*header))
             base_per_call = None
             for c in args.concurrency:
                 llm = LLMConfig(base_url=url, model="bench", max_concurrency=c, timeout_s=30)

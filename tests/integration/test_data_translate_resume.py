@@ -18,12 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
+from tests.fakes.translation_responder import translation_responder  # noqa: E402
+
 from bimedix2.data.io import iter_records, write_jsonl  # noqa: E402
 from bimedix2.data.schema import Record, Turn  # noqa: E402
 from bimedix2.data.translate.pipeline import CACHE_DB, JOB_DB, OUTPUT, TranslateConfig, run_translation  # noqa: E402
 from bimedix2.llm_client import LLMConfig, request_key  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
-from tests.fakes.translation_responder import translation_responder  # noqa: E402
 
 pytestmark = pytest.mark.integration
 N, CONCURRENCY = 60, 4

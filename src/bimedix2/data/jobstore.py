@@ -169,7 +169,8 @@ class JobStore:
         if decision == "edited" and output is None:
             raise DataError("an 'edited' decision needs the edited record")
         cursor = self._db.execute(
-            "UPDATE items SET decision = ?, decided_output = ?, decided_at = ? WHERE idx = ? AND review_reason IS NOT NULL",
+            "UPDATE items SET decision = ?, decided_output = ?, decided_at = ?"
+            " WHERE idx = ? AND review_reason IS NOT NULL",
             (decision, json.dumps(output, ensure_ascii=False) if output is not None else None, time.time(), idx),
         )
         if cursor.rowcount != 1:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.translation_responder import translation_responder
 
 from bimedix2.cli import main
 from bimedix2.data.io import iter_records, write_jsonl
@@ -14,8 +16,6 @@ from bimedix2.data.jobstore import JobStore
 from bimedix2.data.review import RLE, display, review_session
 from bimedix2.data.schema import Record, Turn
 from bimedix2.data.translate.pipeline import JOB_DB, OUTPUT
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fakes.translation_responder import translation_responder
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "data"
 
@@ -66,7 +66,8 @@ def make_job(tmp_path: Path) -> Path:
     out = tmp_path / "job"
     with FakeOpenAIServer(translation_responder) as server:
         args = ["translate", "run", str(tmp_path / "in.jsonl"), str(out), "--base-url", server.base_url,
-                "--model", "fake", "--set", "max_rounds=1", "--set", "review_sample_rate=0.2", "--no-progress"]  # fmt: skip
+                "--model", "fake", "--set", "max_rounds=1", "--set", "review_sample_rate=0.2",
+                "--no-progress"]  # fmt: skip
         assert main(args) == 0
     return out
 

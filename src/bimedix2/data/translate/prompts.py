@@ -14,10 +14,13 @@ import json
 from collections.abc import Sequence
 
 RULES = """Rules:
-- Translate into Modern Standard Arabic, as a careful medical translator would; keep the meaning, tone and level of detail.
+- Translate into Modern Standard Arabic, as a careful medical translator would;
+  keep the meaning, tone and level of detail.
 - Keep every <image> token exactly as written, in the same turn and position.
-- Keep all numbers, doses, units, lab values and measurements exactly (Western digits 0-9, e.g. "500 mg", "12 mm", "37.5 °C").
-- Keep drug names, gene names and abbreviations (CT, MRI, ECG, HbA1c) in their original Latin spelling; you may add the Arabic term in parentheses after a technical term.
+- Keep all numbers, doses, units, lab values and measurements exactly
+  (Western digits 0-9, e.g. "500 mg", "12 mm", "37.5 °C").
+- Keep drug names, gene names and abbreviations (CT, MRI, ECG, HbA1c) in their original Latin spelling;
+  you may add the Arabic term in parentheses after a technical term.
 - Keep option letters (A, B, C, D) and list structure unchanged.
 - Do not add, drop, summarise or answer anything; translate only."""
 

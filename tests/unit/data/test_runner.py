@@ -1,0 +1,68 @@
+"""The streaming job runner: bounded read-ahead, stop on LLMError keeping finished work, resume."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bimedix2.data.io import write_jsonl
+from bimedix2.data.jobstore import ItemResult, JobStore
+from bimedix2.data.runner import run_records
+from bimedix2.data.schema import Record, Turn
+from bimedix2.errors import LLMError
+
+
+def write(path: Path, n: int) -> None:
+    write_jsonl(
+        (Record(id=f"r{i}", conversations=(Turn("human", f"q{i}"), Turn("gpt", f"a{i}"))) for i in range(n)), path
+    )
+
+
+class CountingStore(JobStore):
+    reads = 0
+
+    def is_finished(self, idx: int) -> bool:
+        self.reads += 1
+        return super().is_finished(idx)
+
+
+def test_read_ahead_is_bounded_by_the_queue(tmp_path: Path) -> None:
+    write(tmp_path / "in.jsonl", 3000)
+    workers, ahead = 4, []
+    with CountingStore(tmp_path / "job.sqlite") as store:
+        done = 0
+
+        async def process(idx: int, record: Record) -> ItemResult:
+            nonlocal done
+            await asyncio.sleep(0)
+            ahead.append(store.reads - done)
+            done += 1
+            return ItemResult(rec_id=record.id, status="done", output={"id": record.id})
+
+        summary = asyncio.run(
+            run_records(tmp_path / "in.jsonl", store, process, workers=workers, desc="t", progress=False)
+        )
+        assert summary.processed_now == 3000 and store.count("done") == 3000
+    # lines read but not finished never exceed queue (2 x workers) + one per worker + the producer's next line
+    assert max(ahead) <= 3 * workers + 1
+
+
+def test_llm_error_stops_the_job_and_a_rerun_finishes_it(tmp_path: Path) -> None:
+    write(tmp_path / "in.jsonl", 50)
+    down = {"on": True}
+
+    async def process(idx: int, record: Record) -> ItemResult:
+        if down["on"] and idx > 20:
+            raise LLMError("endpoint down")
+        return ItemResult(rec_id=record.id, status="done")
+
+    with JobStore(tmp_path / "job.sqlite") as store:
+        with pytest.raises(LLMError):
+            asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=1, desc="t", progress=False))
+        assert store.count() == 20
+        down["on"] = False
+        summary = asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=3, desc="t", progress=False))
+        assert (summary.already_done, summary.processed_now, store.count()) == (20, 30, 50)
+        assert [i.result.rec_id for i in store.items()] == [f"r{i}" for i in range(50)]
