@@ -40,8 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--judge-url", default=None, help="judge endpoint base URL (OpenAI-compatible, .../v1)")
     run.add_argument("--judge-model", default=None, help="judge model name at that endpoint")
-    for name in ("radgraph", "chexbert", "radcliq"):
-        run.add_argument(f"--{name}", default=None, metavar="PATH", help=f"local {name} model (clinical metrics)")
+    run.add_argument(
+        "--chexbert",
+        default=None,
+        metavar="DIR",
+        help="report tasks: CheXbert similarity from DIR/chexbert.pth + bert-base-uncased vocab.txt",
+    )
+    for name in ("radgraph", "radcliq"):
+        run.add_argument(f"--{name}", default=None, metavar="PATH", help=f"{name} model (not implemented yet)")
     run.set_defaults(func=run_eval_cmd)
 
     rep = sub.add_parser("report", help="markdown + HTML tables and a radar chart from results files")

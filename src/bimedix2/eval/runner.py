@@ -183,25 +183,32 @@ def run_vqa(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> dict[str, Any]
 
 
 # --------------------------------------------------------------------- report / summarization
-def clinical_metrics(models: dict[str, str]) -> tuple[dict[str, None], dict[str, str]]:
-    """RadGraph / CheXbert / RadCliQ: reported as unavailable unless their models are given."""
-    if models:
+UNAVAILABLE = {
+    "f1_radgraph": "unavailable: needs the RadGraph model (computing it is not implemented yet)",
+    "chexbert_similarity": "unavailable: needs the CheXbert checkpoint (--chexbert DIR with chexbert.pth + vocab.txt)",
+    "radcliq": "unavailable: needs RadGraph, CheXbert and BERTScore (computing it is not implemented yet)",
+}
+
+
+def check_clinical(models: dict[str, str]) -> None:
+    """Only CheXbert similarity can be computed from a local model; say so for the others."""
+    unsupported = sorted(set(models) - {"chexbert"})
+    if unsupported:
         raise ConfigError(
-            f"clinical metrics from local models ({', '.join(sorted(models))}) are not implemented in this "
-            "version; run without --radgraph/--chexbert/--radcliq to get BLEU/ROUGE-L/METEOR"
+            f"computing {', '.join(unsupported)} from local models is not implemented in this version "
+            "(CheXbert similarity is: --chexbert DIR); drop those options to run BLEU/ROUGE-L/METEOR"
         )
-    reasons = {
-        "f1_radgraph": "unavailable: needs the RadGraph model (--radgraph PATH)",
-        "chexbert_similarity": "unavailable: needs the CheXbert checkpoint (--chexbert PATH)",
-        "radcliq": "unavailable: needs RadGraph, CheXbert and BERTScore models (--radcliq PATH)",
-    }
-    return {name: None for name in CLINICAL_METRICS}, reasons
 
 
 def run_text_generation(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> dict[str, Any]:
     from .metrics.text import aggregate_text, score_text
 
-    clinical, reasons = clinical_metrics(cfg.clinical_models)
+    check_clinical(cfg.clinical_models)
+    chexbert = None
+    if "chexbert" in cfg.clinical_models:
+        from .metrics.chexbert import CheXbertEncoder
+
+        chexbert = CheXbertEncoder(Path(cfg.clinical_models["chexbert"]))  # fail before generating
     samples = _samples(spec, cfg)
 
     def build(s: EvalSample) -> list[Message]:
@@ -213,8 +220,16 @@ def run_text_generation(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> di
         sc = score_text(preds[s.id], s.reference)
         scores.append(sc)
         rows.append({"id": s.id, "reference": s.reference, "prediction": preds[s.id], "n_images": len(s.images), **sc})
+    metrics: dict[str, Any] = {**aggregate_text(scores), **{name: None for name in CLINICAL_METRICS}}
+    unavailable = dict(UNAVAILABLE)
+    if chexbert is not None:
+        sims = chexbert.similarity([r["prediction"] for r in rows], [r["reference"] for r in rows])
+        for row, sim in zip(rows, sims, strict=True):
+            row["chexbert_similarity"] = sim
+        metrics["chexbert_similarity"] = sum(sims) / len(sims)
+        del unavailable["chexbert_similarity"]
     _write_jsonl(cfg.out_dir / spec.name / "scored.jsonl", rows)
-    return {"metrics": {**aggregate_text(scores), **clinical}, "unavailable": reasons, "n": len(samples)}
+    return {"metrics": metrics, "unavailable": unavailable, "n": len(samples)}
 
 
 # ------------------------------------------------------------------------------- dispatch
