@@ -103,7 +103,7 @@ def _load(args: argparse.Namespace, schema: type) -> Any:
 def run_validate(args: argparse.Namespace) -> int:
     from ..data.io import validate_file
 
-    report = validate_file(args.file, image_root=args.image_root)
+    report = validate_file(args.file, image_root=args.image_root, progress=sys.stderr.isatty())
     if args.json:
         payload = {
             "file": str(report.path),

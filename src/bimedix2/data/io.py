@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tqdm import tqdm
+
 from ..errors import DataError
 from .schema import Record, record_from_json, record_to_json, validate_record
 
@@ -202,7 +204,9 @@ def _id_digest(rid: str) -> bytes:
     return hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest()
 
 
-def validate_file(path: str | Path, image_root: str | Path | None = None) -> ValidationReport:
+def validate_file(
+    path: str | Path, image_root: str | Path | None = None, *, progress: bool = False
+) -> ValidationReport:
     """Check every line of a JSONL record file, collecting all problems (never stops at the first).
 
     Checks JSON syntax, structure, semantics (``validate_record``), duplicate ids and, with
@@ -214,7 +218,8 @@ def validate_file(path: str | Path, image_root: str | Path | None = None) -> Val
     report = ValidationReport(path=path)
     seen: dict[bytes, int] = {}
     root = Path(image_root) if image_root is not None else None
-    with path.open("r", encoding="utf-8", errors="strict") as fh:
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="validate", disable=not progress)
+    with bar, path.open("r", encoding="utf-8", errors="strict") as fh:
         line_no = 0
         while True:
             try:
@@ -224,6 +229,7 @@ def validate_file(path: str | Path, image_root: str | Path | None = None) -> Val
                 break
             if not line:
                 break
+            bar.update(len(line.encode("utf-8")))
             line_no += 1
             if not line.strip():
                 continue
