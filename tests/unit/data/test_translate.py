@@ -199,3 +199,10 @@ def test_resuming_with_other_settings_is_refused(server: FakeOpenAIServer, tmp_p
     run_translation(tmp_path / "in.jsonl", tmp_path / "j", config(server), progress=False)
     with pytest.raises(ConfigError, match=r"changed: \['threshold_test'\]"):
         run_translation(tmp_path / "in.jsonl", tmp_path / "j", config(server, threshold_test=90), progress=False)
+
+
+def test_json_mode_sends_response_format(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    write_jsonl(english_records(1), tmp_path / "in.jsonl")
+    run_translation(tmp_path / "in.jsonl", tmp_path / "j", config(server, json_mode=True), progress=False)
+    assert server.requests
+    assert all(r.body["response_format"] == {"type": "json_object"} for r in server.requests)

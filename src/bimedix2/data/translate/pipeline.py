@@ -56,6 +56,7 @@ class TranslateConfig:
     review_sample_rate: float = 0.02
     json_attempts: int = 3
     seed: int = 0
+    json_mode: bool = False  # send response_format={"type": "json_object"} (OpenAI, vLLM support it)
 
     def validate(self) -> None:
         for name in ("threshold_test", "threshold_train"):
@@ -79,7 +80,12 @@ class TranslateConfig:
             "review_sample_rate": self.review_sample_rate,
             "json_attempts": self.json_attempts,
             "seed": self.seed,
+            "json_mode": self.json_mode,
         }
+
+    def json_params(self) -> dict[str, Any]:
+        """Extra request parameters for JSON replies."""
+        return {"response_format": {"type": "json_object"}} if self.json_mode else {}
 
 
 # ---- reply checks --------------------------------------------------------------------------------
@@ -143,7 +149,9 @@ class _Scored:
 
 
 async def _score(llm: LLMClient, cfg: TranslateConfig, pairs, turns: list[str], threshold: int) -> _Scored | str:  # noqa: ANN001
-    reply = await llm.chat_json(score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts)
+    reply = await llm.chat_json(
+        score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts, **cfg.json_params()
+    )
     if not reply.ok:
         return f"scoring failed: {reply.error}"
     score = int(round(reply.value["score"]))
@@ -163,7 +171,7 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
     source = [v for _, v in pairs]
     threshold = cfg.threshold(record.split)
     first = await llm.chat_json(
-        translate_messages(pairs), validate=_turns_validator(source), attempts=cfg.json_attempts
+        translate_messages(pairs), validate=_turns_validator(source), attempts=cfg.json_attempts, **cfg.json_params()
     )
     if not first.ok:
         return ItemResult(
@@ -187,6 +195,7 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
             refine_messages(pairs, best.turns, best.score, best.issues),
             validate=_turns_validator(source),
             attempts=cfg.json_attempts,
+            **cfg.json_params(),
         )
         if not refined.ok:
             history.append(None)
