@@ -108,6 +108,11 @@ class JobStore:
     def is_finished(self, idx: int) -> bool:
         return self._db.execute("SELECT 1 FROM items WHERE idx = ?", (idx,)).fetchone() is not None
 
+    def finished_id(self, idx: int) -> str | None:
+        """The record id stored for a finished idx, or None when it is not finished."""
+        row = self._db.execute("SELECT rec_id FROM items WHERE idx = ?", (idx,)).fetchone()
+        return None if row is None else str(row[0])
+
     def count(self, status: str | None = None) -> int:
         if status is None:
             return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])

@@ -78,7 +78,13 @@ async def run_records(
                 if not line.strip():
                     continue
                 idx += 1
-                if store.is_finished(idx):
+                stored = store.finished_id(idx)
+                if stored is not None:
+                    if stored != _loose_id(line):
+                        raise DataError(
+                            f"{path}:{line_no}: the input changed since this job started (record {idx} was "
+                            f"{stored!r}, now {_loose_id(line)!r}); use a new output folder"
+                        )
                     continue
                 parsed = _parse(line, f"{path}:{line_no}")
                 if isinstance(parsed, str):

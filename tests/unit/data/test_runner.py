@@ -11,7 +11,7 @@ from bimedix2.data.io import write_jsonl
 from bimedix2.data.jobstore import ItemResult, JobStore
 from bimedix2.data.runner import run_records
 from bimedix2.data.schema import Record, Turn
-from bimedix2.errors import LLMError
+from bimedix2.errors import DataError, LLMError
 
 
 def write(path: Path, n: int) -> None:
@@ -23,9 +23,9 @@ def write(path: Path, n: int) -> None:
 class CountingStore(JobStore):
     reads = 0
 
-    def is_finished(self, idx: int) -> bool:
+    def finished_id(self, idx: int) -> str | None:
         self.reads += 1
-        return super().is_finished(idx)
+        return super().finished_id(idx)
 
 
 def test_read_ahead_is_bounded_by_the_queue(tmp_path: Path) -> None:
@@ -66,3 +66,17 @@ def test_llm_error_stops_the_job_and_a_rerun_finishes_it(tmp_path: Path) -> None
         summary = asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=3, desc="t", progress=False))
         assert (summary.already_done, summary.processed_now, store.count()) == (20, 30, 50)
         assert [i.result.rec_id for i in store.items()] == [f"r{i}" for i in range(50)]
+
+
+def test_a_changed_input_is_refused_on_resume(tmp_path: Path) -> None:
+    write(tmp_path / "in.jsonl", 5)
+
+    async def process(idx: int, record: Record) -> ItemResult:
+        return ItemResult(rec_id=record.id, status="done")
+
+    with JobStore(tmp_path / "job.sqlite") as store:
+        asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))
+        lines = (tmp_path / "in.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+        (tmp_path / "in.jsonl").write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")
+        with pytest.raises(DataError, match=r"in.jsonl:1: the input changed since this job started"):
+            asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))
