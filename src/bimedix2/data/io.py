@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,8 +201,24 @@ class ValidationReport:
         return not self.issues
 
 
-def _id_digest(rid: str) -> bytes:
-    return hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest()
+def _id_digest(rid: str) -> int:
+    return int.from_bytes(hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _duplicates(digests: array, lines: array) -> dict[int, int]:
+    """line -> first line with the same id, for every repeated id (sorting 16 bytes per record)."""
+    import numpy as np
+
+    d = np.frombuffer(digests, dtype=np.uint64)
+    ln = np.frombuffer(lines, dtype=np.uint64)
+    if len(d) < 2:
+        return {}
+    order = np.argsort(d, kind="stable")  # stable: within one id, file order
+    sd = d[order]
+    repeat = np.concatenate([[False], sd[1:] == sd[:-1]])
+    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(sd))))
+    dup = np.flatnonzero(repeat)
+    return {int(ln[order[i]]): int(ln[order[group_start[i]]]) for i in dup}
 
 
 def validate_file(
@@ -210,13 +227,14 @@ def validate_file(
     """Check every line of a JSONL record file, collecting all problems (never stops at the first).
 
     Checks JSON syntax, structure, semantics (``validate_record``), duplicate ids and, with
-    ``image_root``, that each image file exists. Memory: 8 bytes per id for duplicate detection.
+    ``image_root``, that each image file exists. Memory: 16 bytes per record (id hash and line)
+    for duplicate detection, which runs after the pass.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     report = ValidationReport(path=path)
-    seen: dict[bytes, int] = {}
+    digests, lines = array("Q"), array("Q")
     root = Path(image_root) if image_root is not None else None
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="validate", disable=not progress)
     with bar, path.open("r", encoding="utf-8", errors="strict") as fh:
@@ -249,11 +267,8 @@ def validate_file(
                 report.issues.append(Issue(line_no, rid, (message,)))
                 continue
             problems = validate_record(record)
-            digest = _id_digest(record.id)
-            if digest in seen:
-                problems.append(f"duplicate id (first on line {seen[digest]})")
-            else:
-                seen[digest] = line_no
+            digests.append(_id_digest(record.id))
+            lines.append(line_no)
             if root is not None:
                 for image in record.images:
                     if not (root / image).is_file():
@@ -261,4 +276,28 @@ def validate_file(
                         report.missing_images += 1
             if problems:
                 report.issues.append(Issue(line_no, rid, tuple(problems)))
+    duplicates = _duplicates(digests, lines)
+    if duplicates:
+        by_line = {issue.line: issue for issue in report.issues}
+        for line_no, first in duplicates.items():
+            problem = f"duplicate id (first on line {first})"
+            old = by_line.get(line_no)
+            by_line[line_no] = (
+                Issue(line_no, old.id, (*old.problems, problem)) if old else Issue(line_no, "", (problem,))
+            )
+        ids = _ids_at(path, {n for n, issue in by_line.items() if not issue.id and n in duplicates})
+        report.issues = [Issue(i.line, i.id or ids.get(i.line, ""), i.problems) for _, i in sorted(by_line.items())]
     return report
+
+
+def _ids_at(path: Path, wanted: set[int]) -> dict[int, str]:
+    """Record ids on the given line numbers (a second pass, only when duplicates were found)."""
+    found: dict[int, str] = {}
+    if not wanted:
+        return found
+    with path.open("r", encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line_no in wanted:
+                obj = json.loads(line)
+                found[line_no] = str(obj.get("id", ""))
+    return found

@@ -156,3 +156,21 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_jsonl(boom(), tmp_path / "out.jsonl")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_repeated_ids_all_point_to_the_first(tmp_path: Path) -> None:
+    rec = {"id": "d", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    other = dict(rec, id="e")
+    lines = [rec, other, rec, dict(rec, split="dev"), other]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    report = validate_file(path)
+    got = {(i.line, i.id): i.problems for i in report.issues}
+    assert got == {
+        (3, "d"): ("duplicate id (first on line 1)",),
+        (4, "d"): (
+            "split 'dev' is not one of ('train', 'validation', 'test')",
+            "duplicate id (first on line 1)",
+        ),
+        (5, "e"): ("duplicate id (first on line 2)",),
+    }
