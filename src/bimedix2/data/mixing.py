@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,18 @@ def _content_key(obj: dict[str, Any]) -> str:
 
 def _scan(path: Path, seed: int, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(content hash, rank hash, language index) per record, in file order."""
-    content, rank, lang = [], [], []
+    content, rank, lang = array("Q"), array("Q"), array("b")  # compact: no Python int objects kept
     for record in tqdm(iter_records(path), desc=f"scan {desc}", unit="rec"):
         if record.language not in LANGUAGES:
             raise DataError(f"{path}: record {record.id}: language {record.language!r} not in {LANGUAGES}")
         content.append(_h64(_content_key(record_to_json(record))))
         rank.append(_h64(f"{seed}:{record.id}"))
         lang.append(LANGUAGES.index(record.language))
-    return np.array(content, np.uint64), np.array(rank, np.uint64), np.array(lang, np.int8)
+    return (
+        np.frombuffer(content, np.uint64).copy(),
+        np.frombuffer(rank, np.uint64).copy(),
+        np.frombuffer(lang, np.int8).copy(),
+    )
 
 
 def _apply_ratio(wanted: dict[str, dict[str, int]], ratio: dict[str, float]) -> dict[str, dict[str, int]]:
