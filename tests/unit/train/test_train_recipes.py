@@ -92,7 +92,9 @@ def test_stage1_changes_only_the_projector(tiny_llava_path: Path, tmp_path: Path
 
 def test_stage2_changes_only_lora_and_projector_with_its_own_lr(tiny_llava_path: Path, tmp_path: Path) -> None:
     capture = Capture()
-    cfg = tiny_config("stage2-tiny.yaml", tiny_llava_path, tmp_path / "s2", "train.max_steps=2")
+    cfg = tiny_config(
+        "stage2-tiny.yaml", tiny_llava_path, tmp_path / "s2", "train.max_steps=2", "train.gradient_checkpointing=true"
+    )
     result = run_stage2(cfg, callbacks=[capture], show_progress=False)
     adapter = load_file(str(result.final_dir / "adapter_model.safetensors"))
     assert adapter and all("lora_" in k for k in adapter), "the adapter file holds LoRA weights only"
