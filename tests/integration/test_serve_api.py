@@ -266,3 +266,46 @@ def test_streaming_client_disconnect_cancels_generation(tiny_engine: Engine) -> 
         wait_for(lambda: batcher.stats.cancelled == 1, "the server to notice the disconnect")
         wait_for(lambda: batcher.running == 0, "the batch to end")
         assert batcher.stats.completed == 0 and batcher.stats.generated_tokens < 1500
+
+
+def dicom_url(frames: int) -> str:
+    """A small multi-frame 12-bit greyscale DICOM (explicit VR little endian) as a data: URL."""
+    import io
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns, ds.NumberOfFrames = "OT", 32, 48, frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.arange(frames * 32 * 48, dtype=np.uint16) % 4096).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return "data:application/dicom;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def test_dicom_data_url_with_window_and_frame(api: str) -> None:
+    content = [{"type": "text", "text": "ما الذي يظهر في هذه الشريحة؟"},
+               {"type": "image_url", "image_url": {"url": dicom_url(3)}}]
+    c = client(api)
+    ok = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3,
+                                   temperature=0, extra_body={"dicom_window": "40,400", "dicom_frame": 2})
+    assert ok.usage.prompt_tokens > 16  # the image's placeholder tokens are in the prompt
+    with pytest.raises(openai.BadRequestError, match="frame 7 is out of range"):
+        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3,
+                                  extra_body={"dicom_frame": 7})
+    with pytest.raises(openai.BadRequestError, match="unknown window"):
+        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3,
+                                  extra_body={"dicom_window": "bogus"})
+    preview = httpx.post(f"{api}/v1/bimedix2/preview", content=base64.b64decode(dicom_url(1).split(",", 1)[1]))
+    assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
+    bad = httpx.post(f"{api}/v1/bimedix2/preview", content=b"not an image")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_image"
