@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalDataError
+from ..fileio import iter_jsonl
 from ..types import ImageRef
 
 
@@ -75,17 +76,7 @@ def _load_json(path: Path) -> Any:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-empty line; a bad line raises naming file and line."""
-    with _need(path, "JSONL file").open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalDataError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
-            if not isinstance(record, dict):
-                raise EvalDataError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, record
+    yield from iter_jsonl(_need(path, "JSONL file"), EvalDataError)
 
 
 def _field(record: dict[str, Any], key: str, where: str) -> Any:

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from transformers.initialization import no_init_weights
 
 from ..conversation import BIMEDIX2_LLAMA3
 from ..errors import ModelLoadError
+from ..fileio import atomic_directory
 from ..images import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
@@ -332,13 +330,7 @@ def convert_llava_llama(
     if dtype is None:
         dtype = getattr(torch, str(raw.get("torch_dtype", "float32")), torch.float32)
     model, processor = load_llava_llama(src, vision_tower=vision_tower, dtype=dtype)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    with atomic_directory(dst) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst

@@ -15,9 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +32,7 @@ from transformers import (
 
 from ..conversation import BUILTIN_TEMPLATES, ChatTemplate
 from ..errors import ModelLoadError
+from ..fileio import atomic_directory
 from ..types import ModelInfo
 from .llava_llama import load_llava_llama, read_config
 
@@ -284,17 +283,11 @@ def embedded_default_dir() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     _drop_gguf_quantizer(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
+        with atomic_directory(target) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
         if not (target / "config.json").is_file():  # else another process finished the same conversion
             raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

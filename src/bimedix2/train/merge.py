@@ -8,9 +8,6 @@ transformers alike.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import TrainingError
+from ..fileio import atomic_directory
 from ..model.loader import LoadedModel, LoadOptions, load_model
 from ..types import RESEARCH_NOTICE
 from .modeling import PROJECTOR_FILE, load_projector
@@ -95,9 +93,7 @@ def merge(path: Path, out: Path, *, base: str | None = None, dtype: str = "float
         raise TrainingError(f"{out} already exists; choose a new output directory")
     sources = find_sources(path, base)
     loaded = build_merged(sources, dtype=dtype)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         loaded.model.config.use_cache = True
         loaded.model.save_pretrained(tmp)
         holder = loaded.processor if loaded.processor is not None else loaded.tokenizer
@@ -113,8 +109,4 @@ def merge(path: Path, out: Path, *, base: str | None = None, dtype: str = "float
             "notice": RESEARCH_NOTICE,
         }
         (tmp / "bimedix2_merge.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..conversation import IMAGE_PLACEHOLDER
 from ..errors import RecordError
+from ..fileio import iter_jsonl
 from ..types import ImageRef, Message
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -85,15 +86,11 @@ def iter_raw_records(path: Path) -> Iterator[tuple[Any, str]]:
     """(raw record, "file:line" or "file[index]") pairs of a JSON or JSONL file."""
     if not path.is_file():
         raise RecordError(f"{path}: training data file not found")
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    yield json.loads(line), f"{path}:{lineno}"
-                except json.JSONDecodeError as exc:
-                    raise RecordError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        for lineno, obj in iter_jsonl(path, RecordError):
+            yield obj, f"{path}:{lineno}"
         return
+    text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

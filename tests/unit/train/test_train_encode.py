@@ -224,7 +224,7 @@ def test_duplicate_ids_and_bad_files(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="record x .*duplicate id"):
         read_records([path])
     path.write_text("{not json\n")
-    with pytest.raises(RecordError, match="d.jsonl:1: invalid JSON"):
+    with pytest.raises(RecordError, match="d.jsonl:1: not valid JSON"):
         read_records([path])
     with pytest.raises(RecordError, match="training data file not found"):
         read_records([tmp_path / "missing.json"])

@@ -15,7 +15,7 @@ from bimedix2.errors import TrainingError
 from bimedix2.train.recipes import run_stage1, run_stage2
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import REPO, tiny_config  # noqa: E402
+from train_helpers import REPO, tiny_config  # noqa: E402
 
 CHAT = Path(__file__).parent / "fixtures" / "chat.jsonl"
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ...conversation import IMAGE_PLACEHOLDER
 from ...errors import DataError
+from ...fileio import iter_jsonl
 from ..schema import Record, Turn
 
 
@@ -48,19 +49,7 @@ def load_json(path: Path) -> Any:
 
 def iter_jsonl_dicts(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of a JSONL file; ``DataError`` naming a bad line."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object")
-            yield line_no, obj
+    return iter_jsonl(path, DataError)
 
 
 def require(obj: Mapping[str, Any], keys: Iterable[str], where: str) -> None:
