@@ -50,6 +50,22 @@ QUESTIONS = [
 MODEL_ID = "bench"
 
 
+def save_random_llama(out_dir: Path) -> Path:
+    """A randomly initialised Llama of about 0.9B parameters (8B-like layer shapes, 16 layers): a GPU
+    workload of realistic size where no weights can be downloaded. Its answers are noise."""
+    from transformers import LlamaForCausalLM
+
+    from bimedix2.model.tiny import build_tiny_tokenizer, tiny_llama_config
+
+    torch.manual_seed(0)
+    tokenizer = build_tiny_tokenizer(with_image_token=False)
+    config = tiny_llama_config(len(tokenizer), hidden=2048, layers=16, num_attention_heads=32,
+                               num_key_value_heads=8, intermediate_size=8192, max_position_embeddings=4096)
+    LlamaForCausalLM(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 def run_phase(base: str, prompts: list[str], clients: int, max_tokens: int) -> tuple[float, int, list[str]]:
     """Send every prompt once using `clients` concurrent clients; (seconds, generated tokens, answers)."""
     work: queue.Queue[int] = queue.Queue()
@@ -88,7 +104,9 @@ def run_phase(base: str, prompts: list[str], clients: int, max_tokens: int) -> t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="checkpoint, 'tiny' for a tiny random LLaVA, default: SmolLM2")
+    parser.add_argument("--model", default=None,
+                        help="checkpoint; 'tiny' (tiny random LLaVA), 'random-1b' (random 0.9B Llama, for GPUs "
+                             "without weights); default: the embedded SmolLM2-135M-Instruct")
     parser.add_argument("--requests", type=int, default=16, help="requests per phase (default 16)")
     parser.add_argument("--max-tokens", type=int, default=48, help="max_tokens per request (default 48)")
     parser.add_argument("--concurrency", default="1,4,8", help="client counts to measure (default 1,4,8)")
@@ -104,6 +122,8 @@ def main() -> int:
         from bimedix2.model.tiny import save_tiny_llava
 
         model_path: str | None = str(save_tiny_llava(Path(tempfile.mkdtemp(prefix="bench-tiny-")) / "llava"))
+    elif args.model == "random-1b":
+        model_path = str(save_random_llama(Path(tempfile.mkdtemp(prefix="bench-random-")) / "llama"))
     else:
         model_path = args.model
     loaded = load_model(model_path)

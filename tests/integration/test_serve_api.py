@@ -62,18 +62,28 @@ def test_non_streaming_and_streaming_agree(api: str, tiny_engine: Engine) -> Non
     question = "What are the symptoms of iron-deficiency anemia?"
     expected = tiny_engine.generate([Message("user", question)], GenParams(temperature=0, max_new_tokens=16))
     c = client(api)
-    reply = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": question}],
-                                      temperature=0, max_tokens=16)
+    reply = c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=16
+    )
     choice = reply.choices[0]
     assert choice.message.role == "assistant" and choice.message.content == expected.text
     assert choice.finish_reason == expected.finish_reason
-    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (expected.prompt_tokens,
-                                                                          expected.completion_tokens)
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (
+        expected.prompt_tokens,
+        expected.completion_tokens,
+    )
     assert reply.usage.total_tokens == expected.prompt_tokens + expected.completion_tokens
 
-    chunks = list(c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": question}],
-                                            temperature=0, max_tokens=16, stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        c.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": question}],
+            temperature=0,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     pieces = [ch.choices[0].delta.content or "" for ch in chunks if ch.choices]
     assert len([p for p in pieces if p]) > 1  # really streamed, not one blob
     assert "".join(pieces) == expected.text
@@ -83,17 +93,23 @@ def test_non_streaming_and_streaming_agree(api: str, tiny_engine: Engine) -> Non
 
 def test_image_data_url_streaming_arabic(api: str, tiny_engine: Engine, png_path: Path) -> None:
     question = "ما الذي يظهر في هذه الصورة؟"
-    expected = tiny_engine.generate([Message("user", question, (ImageRef(png_path),))],
-                                    GenParams(temperature=0, max_new_tokens=12))
+    expected = tiny_engine.generate(
+        [Message("user", question, (ImageRef(png_path),))], GenParams(temperature=0, max_new_tokens=12)
+    )
     content = [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": data_url(png_path)}}]
-    stream = client(api).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}],
-                                                 temperature=0, max_tokens=12, stream=True)
+    stream = client(api).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], temperature=0, max_tokens=12, stream=True
+    )
     assert "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices) == expected.text
 
 
 def test_multi_turn_with_system_seed_and_stop(api: str, tiny_engine: Engine) -> None:
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "ما هو فقر الدم؟"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "ما هو فقر الدم؟"},
+    ]
     c = client(api)
     a = c.chat.completions.create(model=MODEL, messages=messages, temperature=0.9, seed=7, max_tokens=10)
     b = c.chat.completions.create(model=MODEL, messages=messages, temperature=0.9, seed=7, max_tokens=10)
@@ -112,21 +128,34 @@ def test_eight_concurrent_clients_get_complete_correct_answers(tiny_engine: Engi
     convs = [[Message("user", q)] for q in questions] + [[Message("user", "Describe.", (ImageRef(png_path),))]]
     expected = [tiny_engine.generate(conv, params) for conv in convs]
     bodies = [[{"role": "user", "content": q}] for q in questions]
-    bodies.append([{"role": "user", "content": [{"type": "text", "text": "Describe."},
-                                                 {"type": "image_url", "image_url": {"url": data_url(png_path)}}]}])
+    bodies.append(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe."},
+                    {"type": "image_url", "image_url": {"url": data_url(png_path)}},
+                ],
+            }
+        ]
+    )
     results: list[object] = [None] * 8
     start = threading.Barrier(8)
 
     with server(tiny_engine, batch_window_s=1.0) as (base, batcher):
+
         def worker(i: int) -> None:
             c = client(base)
             start.wait()
             if i % 2:  # half stream, half do not
-                stream = c.chat.completions.create(model=MODEL, messages=bodies[i], temperature=0, max_tokens=20,
-                                                   stream=True)
+                stream = c.chat.completions.create(
+                    model=MODEL, messages=bodies[i], temperature=0, max_tokens=20, stream=True
+                )
                 chunks = list(stream)
-                results[i] = ("".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices),
-                              [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1])
+                results[i] = (
+                    "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices),
+                    [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1],
+                )
             else:
                 r = c.chat.completions.create(model=MODEL, messages=bodies[i], temperature=0, max_tokens=20)
                 results[i] = (r.choices[0].message.content, r.choices[0].finish_reason)
@@ -144,6 +173,7 @@ def test_eight_concurrent_clients_get_complete_correct_answers(tiny_engine: Engi
 def test_bad_requests_get_openai_shaped_4xx(tiny_engine: Engine, tmp_path: Path, png_path: Path) -> None:
     small = Engine(tiny_engine.loaded, max_context=160)
     with server(small, max_body_bytes=200_000, max_image_bytes=50_000) as (base, _):
+
         def post(body: object, **kw: object) -> httpx.Response:
             return httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60, **kw)  # type: ignore[arg-type]
 
@@ -159,16 +189,59 @@ def test_bad_requests_get_openai_shaped_4xx(tiny_engine: Engine, tmp_path: Path,
             ({**ok, "messages": [{"role": "assistant", "content": "hi"}]}, 400, "expected a user message"),
             ({**ok, "messages": [{"role": "user", "content": "  "}]}, 400, "empty"),
             ({**ok, "messages": [{"role": "user", "content": "word " * 200}]}, 400, "context"),
-            ({**ok, "messages": [{"role": "user", "content": [image] * 9 + [{"type": "text", "text": "x"}]}]}, 400,
-             "limit of 8"),
-            ({**ok, "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA"}}]}]},
-             400, "messages[0].content[0]"),
-            ({**ok, "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,"
-                                                    + base64.b64encode(b"x" * 60_000).decode()}}]}]}, 413, "limit"),
-            ({**ok, "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": png_path.as_uri()}}]}]}, 403, "disabled"),
+            (
+                {**ok, "messages": [{"role": "user", "content": [image] * 9 + [{"type": "text", "text": "x"}]}]},
+                400,
+                "limit of 8",
+            ),
+            (
+                {
+                    **ok,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "image_url",
+                                    "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA"},
+                                }
+                            ],
+                        }
+                    ],
+                },
+                400,
+                "messages[0].content[0]",
+            ),
+            (
+                {
+                    **ok,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "image_url",
+                                    "image_url": {
+                                        "url": "data:image/png;base64," + base64.b64encode(b"x" * 60_000).decode()
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                },
+                413,
+                "limit",
+            ),
+            (
+                {
+                    **ok,
+                    "messages": [
+                        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_path.as_uri()}}]}
+                    ],
+                },
+                403,
+                "disabled",
+            ),
         ]
         for body, status, needle in cases:
             r = post(body)
@@ -192,8 +265,18 @@ def test_text_only_model_refuses_images_with_422(tiny_causal_lm_path: Path, png_
     from bimedix2.model.loader import load_model
 
     with server(Engine(load_model(str(tiny_causal_lm_path)))) as (base, _):
-        body = {"model": MODEL, "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": data_url(png_path)}}]}]}
+        body = {
+            "model": MODEL,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "x"},
+                        {"type": "image_url", "image_url": {"url": data_url(png_path)}},
+                    ],
+                }
+            ],
+        }
         r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=60)
         assert r.status_code == 422 and r.json()["error"]["code"] == "model_has_no_vision"
 
@@ -201,8 +284,9 @@ def test_text_only_model_refuses_images_with_422(tiny_causal_lm_path: Path, png_
 def test_local_file_urls_where_allowed(tiny_engine: Engine, png_path: Path) -> None:
     with server(tiny_engine, local_image_dirs=(png_path.parent,)) as (base, _):
         content = [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": png_path.as_uri()}}]
-        r = client(base).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}],
-                                                 max_tokens=3, temperature=0)
+        r = client(base).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3, temperature=0
+        )
         assert r.usage.completion_tokens >= 1
         outside = {"type": "image_url", "image_url": {"url": "file:///etc/hostname"}}
         with pytest.raises(openai.PermissionDeniedError):
@@ -213,15 +297,18 @@ def test_api_key_on_every_v1_route(tiny_engine: Engine) -> None:
     with server(tiny_engine, api_key="s3cret-key") as (base, _):
         for bad in ("wrong", ""):
             with pytest.raises(openai.AuthenticationError):
-                client(base, bad or "x").chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+                client(base, bad or "x").chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "hi"}]
+                )
         assert httpx.get(f"{base}/v1/models").status_code == 401
         assert httpx.get(f"{base}/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert httpx.post(f"{base}/v1/bimedix2/preview", content=b"x").status_code == 401
         assert httpx.get(f"{base}/health").status_code == 200 and httpx.get(f"{base}/").status_code == 200
         good = client(base, "s3cret-key")
         assert [m.id for m in good.models.list()] == [MODEL]
-        assert good.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
-                                            max_tokens=2).choices[0].finish_reason in ("stop", "length")
+        assert good.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        ).choices[0].finish_reason in ("stop", "length")
     with server(tiny_engine) as (base, _):  # auth off: no key needed
         assert httpx.get(f"{base}/v1/models").status_code == 200
 
@@ -256,8 +343,13 @@ def test_full_queue_429_and_timeout_504(tiny_engine: Engine) -> None:
 
 
 def test_streaming_client_disconnect_cancels_generation(tiny_engine: Engine) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 1500,
-            "temperature": 0, "stream": True}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell me everything."}],
+        "max_tokens": 1500,
+        "temperature": 0,
+        "stream": True,
+    }
     with server(tiny_engine) as (base, batcher):
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=60) as r:
             assert r.status_code == 200
@@ -293,18 +385,30 @@ def dicom_url(frames: int) -> str:
 
 
 def test_dicom_data_url_with_window_and_frame(api: str) -> None:
-    content = [{"type": "text", "text": "ما الذي يظهر في هذه الشريحة؟"},
-               {"type": "image_url", "image_url": {"url": dicom_url(3)}}]
+    content = [
+        {"type": "text", "text": "ما الذي يظهر في هذه الشريحة؟"},
+        {"type": "image_url", "image_url": {"url": dicom_url(3)}},
+    ]
     c = client(api)
-    ok = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3,
-                                   temperature=0, extra_body={"dicom_window": "40,400", "dicom_frame": 2})
+    ok = c.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": content}],
+        max_tokens=3,
+        temperature=0,
+        extra_body={"dicom_window": "40,400", "dicom_frame": 2},
+    )
     assert ok.usage.prompt_tokens > 16  # the image's placeholder tokens are in the prompt
     with pytest.raises(openai.BadRequestError, match="frame 7 is out of range"):
-        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3,
-                                  extra_body={"dicom_frame": 7})
+        c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3, extra_body={"dicom_frame": 7}
+        )
     with pytest.raises(openai.BadRequestError, match="unknown window"):
-        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3,
-                                  extra_body={"dicom_window": "bogus"})
+        c.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": content}],
+            max_tokens=3,
+            extra_body={"dicom_window": "bogus"},
+        )
     preview = httpx.post(f"{api}/v1/bimedix2/preview", content=base64.b64decode(dicom_url(1).split(",", 1)[1]))
     assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
     bad = httpx.post(f"{api}/v1/bimedix2/preview", content=b"not an image")

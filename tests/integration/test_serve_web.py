@@ -23,8 +23,14 @@ from bimedix2.types import GenParams, ImageRef, Message
 pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                 "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 # A question whose greedy reply from the tiny random model is mostly Arabic script (checked below).
 ARABIC_QUESTION = "صف صورة الأشعة السينية للصدر"
 MAX_TOKENS = 16
@@ -64,15 +70,22 @@ def dicom_bytes() -> bytes:
     return out.getvalue()
 
 
-def test_web_chat_arabic_streaming_rtl_and_image_upload(browser, tiny_engine: Engine, png_path: Path,  # noqa: ANN001
-                                                        tmp_path: Path) -> None:
+def test_web_chat_arabic_streaming_rtl_and_image_upload(
+    browser,
+    tiny_engine: Engine,
+    png_path: Path,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
     params = GenParams(temperature=0, max_new_tokens=MAX_TOKENS)
     first = tiny_engine.generate([Message("user", ARABIC_QUESTION)], params)
     assert detect_language(first.text) == "ar", "test precondition: the tiny model's reply should be Arabic script"
     second_q = "What is seen in this image?"
     second = tiny_engine.generate(
-        [Message("user", ARABIC_QUESTION), Message("assistant", first.text),
-         Message("user", second_q, (ImageRef(png_path),))],
+        [
+            Message("user", ARABIC_QUESTION),
+            Message("assistant", first.text),
+            Message("user", second_q, (ImageRef(png_path),)),
+        ],
         params,
     )
     app = create_app(tiny_engine, ServeConfig(model_id="bimedix2-tiny", batch_window_s=0.0))
@@ -109,8 +122,9 @@ def test_web_chat_arabic_streaming_rtl_and_image_upload(browser, tiny_engine: En
         assert page.inner_text("#attachment-name") == png_path.name
         page.fill("#prompt", second_q)
         page.click("#send")
-        page.wait_for_function("document.querySelectorAll(\".msg.assistant[data-state='done']\").length === 2",
-                               timeout=60_000)
+        page.wait_for_function(
+            "document.querySelectorAll(\".msg.assistant[data-state='done']\").length === 2", timeout=60_000
+        )
         bubbles = page.query_selector_all(".msg.assistant")
         assert bubbles[1].query_selector(".text").text_content() == second.text
         users = page.query_selector_all(".msg.user")

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = serve.add_argument_group("serving")
     group.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
                        help="transformers (this process, dynamic batching) or vllm (exec vLLM's server; GPU only)")
-    group.add_argument("--served-model-name", default=None, help="model id clients send (default: --model, or 'bimedix2')")
+    group.add_argument("--served-model-name", default=None,
+                       help="model id clients send (default: --model, or 'bimedix2')")
     group.add_argument("--max-batch-size", type=int, default=8, help="requests generated together (default: 8)")
     group.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429 (default: 64)")
     group.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default: 300)")
@@ -38,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_vllm_options(serve)
     serve.set_defaults(func=run_serve)
 
-    vllm = subparsers.add_parser("serve-vllm", help="serve through vLLM's OpenAI server on GPUs, with BiMediX2's template")
+    vllm = subparsers.add_parser(
+        "serve-vllm", help="serve through vLLM's OpenAI server on GPUs, with BiMediX2's template"
+    )
     vllm.add_argument("--model", "-m", required=True, help="transformers Llava checkpoint (e.g. MBZUAI/BiMediX2-8B-hf)")
     vllm.add_argument("--served-model-name", default=None)
     _add_network_options(vllm)
@@ -86,7 +89,9 @@ def _is_loopback(host: str) -> bool:
 def run_serve(args: argparse.Namespace) -> int:
     if args.engine == "vllm":
         if args.model is None:
-            raise ConfigError("--engine vllm needs --model (a transformers Llava checkpoint, e.g. MBZUAI/BiMediX2-8B-hf)")
+            raise ConfigError(
+                "--engine vllm needs --model (a transformers Llava checkpoint, e.g. MBZUAI/BiMediX2-8B-hf)"
+            )
         args.allow_local_images = str(args.allow_local_images[0]) if args.allow_local_images else None
         return run_serve_vllm(args)
     import uvicorn
@@ -128,7 +133,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_serve_vllm(args: argparse.Namespace) -> int:
     from ..model.loader import cache_dir
-    from ..serve.vllm import VllmOptions, build_command, check_model, launch_env, printable, vllm_available, write_template
+    from ..serve.vllm import (
+        VllmOptions,
+        build_command,
+        check_model,
+        launch_env,
+        printable,
+        vllm_available,
+        write_template,
+    )
 
     check_model(args.model)
     template = write_template(args.template_file or cache_dir() / "vllm" / "bimedix2-llama3.jinja")

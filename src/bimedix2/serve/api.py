@@ -99,8 +99,9 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{loc}: {first['msg']}{more}" if loc else f"{first['msg']}{more}", loc or None
 
 
-def create_app(engine: Engine, config: ServeConfig = ServeConfig()) -> FastAPI:
+def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     """The server app; the batcher starts and stops with the app's lifespan."""
+    config = config or ServeConfig()
     batcher = Batcher(
         engine, max_batch_size=config.max_batch_size, max_queue=config.max_queue, batch_window_s=config.batch_window_s
     )
@@ -287,7 +288,9 @@ def _usage(reply: Reply) -> Usage:
     )
 
 
-async def _sse(job: Job, deadline: float, cid: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
+async def _sse(
+    job: Job, deadline: float, cid: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[str]:
     """Server-sent events in OpenAI's chunk format; the job is cancelled if the client goes away."""
 
     def chunk(delta: Delta, finish: str | None = None, usage: Usage | None = None, empty: bool = False) -> str:

@@ -84,6 +84,7 @@ class Batcher:
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._current: list[Job] = []
         self._thread = threading.Thread(target=self._loop, name="bimedix2-batcher", daemon=True)
 
     def start(self) -> Batcher:
@@ -100,6 +101,8 @@ class Batcher:
         for job in pending:
             job.cancel()
             job.emit("error", RuntimeError("the server is shutting down"))
+        for job in list(self._current):  # running rows stop at their next token
+            job.cancel()
         self._thread.join(timeout)
 
     @property
@@ -169,6 +172,7 @@ class Batcher:
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         self.running = len(live)
+        self._current = live
         forwarders = []
         for job, row in zip(live, batch.rows, strict=True):
             job.row = row
@@ -181,6 +185,7 @@ class Batcher:
         for forwarder in forwarders:
             forwarder.join()
         self.running = 0
+        self._current = []
         if log.isEnabledFor(logging.INFO):
             log.info("batch of %d done", len(live))
 

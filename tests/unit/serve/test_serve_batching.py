@@ -64,10 +64,13 @@ def test_rows_keep_their_own_max_tokens_and_stop_strings(tiny_engine) -> None:  
     first = tiny_engine.generate([Message("user", QUESTIONS[0])], GenParams(temperature=0, max_new_tokens=12))
     stop = first.text[4:7]
     assert stop and stop in first.text
-    params = [GenParams(temperature=0, max_new_tokens=3), GenParams(temperature=0, max_new_tokens=12, stop=(stop,)),
-              GenParams(temperature=0, max_new_tokens=12)]
+    params = [
+        GenParams(temperature=0, max_new_tokens=3),
+        GenParams(temperature=0, max_new_tokens=12, stop=(stop,)),
+        GenParams(temperature=0, max_new_tokens=12),
+    ]
     convs = [[Message("user", QUESTIONS[1])], [Message("user", QUESTIONS[0])], [Message("user", QUESTIONS[2])]]
-    batch = tiny_engine.stream_batch([tiny_engine.prepare([c], p) for c, p in zip(convs, params)], params)
+    batch = tiny_engine.stream_batch([tiny_engine.prepare([c], p) for c, p in zip(convs, params, strict=True)], params)
     texts = drain(batch)
     short, stopped, full = (row.reply for row in batch.rows)
     assert (short.completion_tokens, short.finish_reason) == (3, "length")
@@ -102,7 +105,7 @@ def test_batcher_groups_concurrent_requests_and_bounds_its_queue(tiny_engine) ->
             batcher.submit([Message("user", "one too many")], GREEDY)
         batcher.start()  # all four wait in the queue: one batch of four, no waiting for the window
         try:
-            for job, q in zip(jobs, QUESTIONS, strict=False):
+            for job, q in zip(jobs, QUESTIONS[:4], strict=True):
                 events = []
                 while not events or events[-1][0] not in ("done", "error"):
                     events.append(await asyncio.wait_for(job.events.get(), 60))

@@ -24,17 +24,21 @@ def req(**kw: object) -> ChatCompletionRequest:
 
 
 def image_msg(url: str, text: str = "ما هذا؟") -> list[dict[str, object]]:
-    return [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}]
+    return [
+        {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}
+    ]
 
 
 def test_string_and_part_messages_become_messages() -> None:
     messages = to_messages(
-        req(messages=[
-            {"role": "developer", "content": "Be brief."},
-            {"role": "user", "content": [{"type": "text", "text": "What is"}, {"type": "text", "text": "anemia?"}]},
-            {"role": "assistant", "content": "A low haemoglobin."},
-            *image_msg(PNG_URL),
-        ]),
+        req(
+            messages=[
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "What is"}, {"type": "text", "text": "anemia?"}]},
+                {"role": "assistant", "content": "A low haemoglobin."},
+                *image_msg(PNG_URL),
+            ]
+        ),
         ServeConfig(),
     )
     assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
@@ -46,7 +50,13 @@ def test_string_and_part_messages_become_messages() -> None:
 def test_gen_params_defaults_and_overrides() -> None:
     assert to_gen_params(req(), ServeConfig(default_max_tokens=77)) == GenParams(max_new_tokens=77)
     params = to_gen_params(req(temperature=0, top_p=0.5, max_tokens=9, stop="\n\n", seed=3), ServeConfig())
-    assert (params.temperature, params.top_p, params.max_new_tokens, params.stop, params.seed) == (0, 0.5, 9, ("\n\n",), 3)
+    assert (params.temperature, params.top_p, params.max_new_tokens, params.stop, params.seed) == (
+        0,
+        0.5,
+        9,
+        ("\n\n",),
+        3,
+    )
     assert to_gen_params(req(max_completion_tokens=5, max_tokens=9), ServeConfig()).max_new_tokens == 5
     assert to_gen_params(req(steer_language=False), ServeConfig()).steer_language is False
 

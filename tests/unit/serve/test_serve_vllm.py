@@ -23,15 +23,24 @@ def arg(cmd: list[str], flag: str) -> str:
 def test_command_carries_template_parallelism_and_defaults(tmp_path: Path) -> None:
     template = write_template(tmp_path / "t.jinja")
     cmd = build_command(
-        VllmOptions(model="MBZUAI/BiMediX2-70B-hf", tensor_parallel_size=4, port=9001, served_model_name="bimedix2",
-                    allowed_local_media_path="/data/images"),
+        VllmOptions(
+            model="MBZUAI/BiMediX2-70B-hf",
+            tensor_parallel_size=4,
+            port=9001,
+            served_model_name="bimedix2",
+            allowed_local_media_path="/data/images",
+        ),
         template,
     )
     assert cmd[:3] == ["vllm", "serve", "MBZUAI/BiMediX2-70B-hf"]
     assert arg(cmd, "--tensor-parallel-size") == "4"
     assert arg(cmd, "--chat-template") == str(template)
     assert arg(cmd, "--chat-template-content-format") == "openai"
-    assert (arg(cmd, "--host"), arg(cmd, "--port"), arg(cmd, "--served-model-name")) == ("127.0.0.1", "9001", "bimedix2")
+    assert (arg(cmd, "--host"), arg(cmd, "--port"), arg(cmd, "--served-model-name")) == (
+        "127.0.0.1",
+        "9001",
+        "bimedix2",
+    )
     assert json.loads(arg(cmd, "--override-generation-config")) == {"temperature": 0.1}
     assert json.loads(arg(cmd, "--limit-mm-per-prompt")) == {"image": 8}
     assert arg(cmd, "--max-model-len") == "4096"
@@ -53,12 +62,18 @@ def test_template_file_renders_vllm_style_messages_like_our_engine(tmp_path: Pat
         {"role": "assistant", "content": [{"type": "text", "text": "Pneumonia."}]},
         {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
     ]
-    rendered = tokenizer.apply_chat_template(vllm_messages, chat_template=template, tokenize=False,
-                                             add_generation_prompt=True)
+    rendered = tokenizer.apply_chat_template(
+        vllm_messages, chat_template=template, tokenize=False, add_generation_prompt=True
+    )
     ours = render_prompt(
-        [Message("user", "ما التشخيص؟", (ImageRef(b"a"), ImageRef(b"b"))), Message("assistant", "Pneumonia."),
-         Message("user", "Why?")],
-        BIMEDIX2_LLAMA3, tokenizer, steer_language=False,
+        [
+            Message("user", "ما التشخيص؟", (ImageRef(b"a"), ImageRef(b"b"))),
+            Message("assistant", "Pneumonia."),
+            Message("user", "Why?"),
+        ],
+        BIMEDIX2_LLAMA3,
+        tokenizer,
+        steer_language=False,
     )
     assert rendered == ours
     assert rendered.count("<image>\n") == 2
@@ -74,12 +89,28 @@ def test_original_llava_layout_is_refused(tmp_path: Path) -> None:
     check_model(str(tmp_path))
 
 
-def test_cli_dry_run_prints_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_dry_run_prints_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BIMEDIX2_API_KEY", "s3cret")
     template = tmp_path / "bimedix2.jinja"
-    assert main(["serve", "--engine", "vllm", "--model", "MBZUAI/BiMediX2-70B-hf", "--tp", "8",
-                 "--template-file", str(template), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "serve",
+                "--engine",
+                "vllm",
+                "--model",
+                "MBZUAI/BiMediX2-70B-hf",
+                "--tp",
+                "8",
+                "--template-file",
+                str(template),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     cmd = shlex.split(out.strip())
     assert cmd[:3] == ["vllm", "serve", "MBZUAI/BiMediX2-70B-hf"] and arg(cmd, "--tensor-parallel-size") == "8"
