@@ -1,0 +1,72 @@
+"""`bimedix2 serve` as a user runs it: a subprocess on 127.0.0.1, API key from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_end_to_end(tiny_llava_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "BIMEDIX2_API_KEY": "env-key"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "bimedix2.cli",
+        "serve",
+        "--model",
+        str(tiny_llava_path),
+        "--port",
+        str(port),
+        "--served-model-name",
+        "tiny",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "bimedix2 serve did not come up"
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/v1/models").status_code == 401
+        auth = {"Authorization": "Bearer env-key"}
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "ما هو فقر الدم؟"}], "max_tokens": 3}
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body, headers=auth, timeout=60)
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
+        page = httpx.get(f"{base}/")
+        assert page.status_code == 200 and 'id="notice"' in page.text
+        # loopback only by default: the machine's other addresses refuse the connection
+        addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+        for address in sorted(a for a in addresses if not a.startswith("127.")):
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://{address}:{port}/health", timeout=2)
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert "Research use only" in out
+    assert "ما هو فقر الدم" not in out  # prompts are never logged
