@@ -21,6 +21,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def non_loopback_addresses() -> list[str]:
+    """This machine's outward IPv4 address, found by routing a UDP socket (no packet is sent)."""
+    found = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            found.add(s.getsockname()[0])
+        except OSError:
+            pass
+    return sorted(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
+
+
 def test_serve_command_end_to_end(tiny_llava_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "BIMEDIX2_API_KEY": "env-key"}
@@ -57,8 +69,7 @@ def test_serve_command_end_to_end(tiny_llava_path: Path) -> None:
         page = httpx.get(f"{base}/")
         assert page.status_code == 200 and 'id="notice"' in page.text
         # loopback only by default: the machine's other addresses refuse the connection
-        addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-        for address in sorted(a for a in addresses if not a.startswith("127.")):
+        for address in non_loopback_addresses():
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"http://{address}:{port}/health", timeout=2)
     finally:
