@@ -289,20 +289,17 @@ class TextStream:
         stops = set(self.engine.stop_token_ids)
         stopped = False
         all_ids: list[int] = []
-        while True:
-            step = self._tokens.queue.get()
-            if step is None:
-                break
-            all_ids.extend(step)
+        for new_ids in self._drain():
+            all_ids.extend(new_ids)
             if stopped:
                 continue
-            for token in step:
+            kept = []
+            for token in new_ids:
                 if token in stops:
                     stopped = True  # generation is over; the final decode below flushes
                     break
-                text += detok.add(token)
-            if stopped:
-                continue
+                kept.append(token)
+            text += detok.add(kept)
             cut = _cut_at_stop(text, self.params.stop)
             visible = text[:cut] if cut is not None else text[: len(text) - _held_back(text, self.params.stop)]
             if len(visible) > len(emitted) and visible.startswith(emitted):
@@ -321,9 +318,26 @@ class TextStream:
     def _wait_for_generation(self) -> None:
         self._thread.join()
 
+    def _drain(self) -> Iterator[list[int]]:
+        """Token ids as they arrive; whatever queued up while the consumer was busy comes as one list."""
+        while True:
+            ids = self._tokens.queue.get()
+            if ids is None:
+                return
+            while True:
+                try:
+                    more = self._tokens.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    yield ids
+                    return
+                ids = ids + more
+            yield ids
+
 
 class _IncrementalDetokenizer:
-    """Text deltas per token in O(1) decode work per step (the prefix/read-offset scheme vLLM uses).
+    """Text deltas in O(1) decode work per step (the prefix/read-offset scheme vLLM uses).
 
     Decoding a short window that starts a few tokens back keeps SentencePiece's leading-space
     handling and multi-token UTF-8 characters right; a delta ending in U+FFFD waits for more bytes.
@@ -338,8 +352,11 @@ class _IncrementalDetokenizer:
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    def add(self, token: int) -> str:
-        self.ids.append(token)
+    def add(self, tokens: list[int]) -> str:
+        """Append tokens; return the text they complete (possibly empty)."""
+        if not tokens:
+            return ""
+        self.ids.extend(tokens)
         prefix = self._decode(self.ids[self.prefix_offset : self.read_offset])
         full = self._decode(self.ids[self.prefix_offset :])
         if len(full) > len(prefix) and not full.endswith("\ufffd"):
