@@ -98,7 +98,7 @@ def ours(engine: Engine, conv: list[Message], params: GenParams, stream: bool) -
 def measure(name: str, engine: Engine, conv: list[Message], params: GenParams, repeats: int) -> list[float]:
     runs: dict[tuple[str, bool], list[tuple[float, float]]] = {}
     sides = [("plain", plain), ("engine", ours)]
-    for side, fn in sides:  # warm-up
+    for _side, fn in sides:  # warm-up
         for stream in (False, True):
             fn(engine, conv, params, stream)
     for _ in range(repeats):

@@ -59,7 +59,9 @@ class Engine:
         validate_conversation(messages, self.limits)
         if any(m.images for m in messages) and not self.loaded.has_vision:
             raise NoVisionError(NO_VISION_HINT.format(name=self.loaded.info.name))
-        return render_prompt(messages, self.loaded.template, self.loaded.tokenizer, steer_language=params.steer_language)
+        return render_prompt(
+            messages, self.loaded.template, self.loaded.tokenizer, steer_language=params.steer_language
+        )
 
     def prepare(
         self,
@@ -465,7 +467,9 @@ class BatchStream:
     def __init__(self, engine: Engine, prepared: Sequence[PreparedBatch], params: Sequence[GenParams]):
         if len(prepared) != len(params) or not prepared:
             raise ValueError("stream_batch needs one GenParams per prepared conversation, and at least one")
-        keys = {(p.sampling, p.temperature if p.sampling else 0.0, p.top_p if p.sampling else 1.0, p.seed) for p in params}
+        keys = {
+            (p.sampling, p.temperature if p.sampling else 0.0, p.top_p if p.sampling else 1.0, p.seed) for p in params
+        }
         if len(keys) != 1:
             raise ValueError("conversations batched together must share temperature, top_p, sampling and seed")
         self.engine = engine
@@ -496,7 +500,9 @@ class BatchStream:
                 if self.params.seed is not None:
                     torch.manual_seed(self.params.seed)
                 engine.loaded.model.generate(
-                    **self.batch.inputs, generation_config=config, stopping_criteria=StoppingCriteriaList([self._dispatch])
+                    **self.batch.inputs,
+                    generation_config=config,
+                    stopping_criteria=StoppingCriteriaList([self._dispatch]),
                 )
         except BaseException as exc:  # handed to every unfinished row's consumer
             error = exc
