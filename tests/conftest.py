@@ -55,6 +55,20 @@ def tiny_engine(tiny_llava):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture()
+def paced_tiny_engine(tiny_engine):  # noqa: ANN001, ANN201
+    """`tiny_engine`, sleeping 30 ms after every forward pass during one test.
+
+    The tiny model finishes its tokens in milliseconds, faster than a stream is read, and a lagging
+    reader gets the queued tokens as one piece; pacing makes token-by-token streaming observable.
+    """
+    import time
+
+    handle = tiny_engine.loaded.model.register_forward_hook(lambda *_: time.sleep(0.03))
+    yield tiny_engine
+    handle.remove()
+
+
+@pytest.fixture()
 def png_path(tmp_path: Path) -> Path:
     """A 40x60 RGB PNG with random pixels."""
     rng = np.random.default_rng(0)

@@ -58,7 +58,8 @@ def test_models_and_health(api: str) -> None:
     assert health["status"] == "ok" and health["model"] == MODEL
 
 
-def test_non_streaming_and_streaming_agree(api: str, tiny_engine: Engine) -> None:
+def test_non_streaming_and_streaming_agree(api: str, paced_tiny_engine: Engine) -> None:
+    tiny_engine = paced_tiny_engine  # the server's engine: paced so token-by-token streaming is observable
     question = "What are the symptoms of iron-deficiency anemia?"
     expected = tiny_engine.generate([Message("user", question)], GenParams(temperature=0, max_new_tokens=16))
     c = client(api)

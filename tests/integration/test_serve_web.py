@@ -72,10 +72,11 @@ def dicom_bytes() -> bytes:
 
 def test_web_chat_arabic_streaming_rtl_and_image_upload(
     browser,
-    tiny_engine: Engine,
+    paced_tiny_engine: Engine,
     png_path: Path,  # noqa: ANN001
     tmp_path: Path,
 ) -> None:
+    tiny_engine = paced_tiny_engine  # streaming must be observable in the page
     params = GenParams(temperature=0, max_new_tokens=MAX_TOKENS)
     first = tiny_engine.generate([Message("user", ARABIC_QUESTION)], params)
     assert detect_language(first.text) == "ar", "test precondition: the tiny model's reply should be Arabic script"
