@@ -129,7 +129,7 @@ def read_slake(path: Path, options: dict[str, Any]) -> list[EvalSample]:
                 text=str(_field(rec, "question", where)),
                 reference=str(_field(rec, "answer", where)),
                 images=(ImageRef(images / str(_field(rec, "img_name", where))),),
-                language="en" if lang == "en" else lang,
+                language=lang,
                 meta={"answer_type": str(rec.get("answer_type", "")).upper(), "modality": rec.get("modality", "")},
             )
         )

@@ -65,30 +65,20 @@ _LLAVA_FIELDS = {
 }
 
 # Vision towers the released checkpoints name, so they load offline once their weights are in
-# the checkpoint (the values of openai/clip-vit-large-patch14-336's vision config).
+# the checkpoint (the values of the openai CLIP ViT-L/14 vision configs; they differ in image size).
+_CLIP_VIT_L14: dict[str, Any] = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    patch_size=14,
+    projection_dim=768,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+)
 KNOWN_VISION_TOWERS: dict[str, dict[str, Any]] = {
-    "openai/clip-vit-large-patch14-336": dict(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-    ),
-    "openai/clip-vit-large-patch14": dict(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=224,
-        patch_size=14,
-        projection_dim=768,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-    ),
+    "openai/clip-vit-large-patch14-336": {**_CLIP_VIT_L14, "image_size": 336},
+    "openai/clip-vit-large-patch14": {**_CLIP_VIT_L14, "image_size": 224},
 }
 
 
