@@ -89,8 +89,14 @@ def test_render_report_tables_and_png(tmp_path: Path) -> None:
 
 
 def test_reference_file_is_honest() -> None:
+    """Every shipped paper number names its table; nothing re-scaled passes for a raw metric."""
     ref = load_results(reference_results_path())
-    assert ref["tasks"] == {} and "EMPTY ON PURPOSE" in ref["note"]
+    assert ref["tasks"] and ref["candidates_unverified"]
+    for name, entry in ref["tasks"].items():
+        assert "2412.07769" in json.dumps(entry["source"]), name
+    for task in ("mimic-cxr-report", "mimic-iii-summarization"):
+        metrics, unavailable = ref["tasks"][task]["metrics"], ref["tasks"][task]["unavailable"]
+        assert metrics["bleu4"] is None and metrics["radcliq"] is None and {"bleu4", "radcliq"} <= set(unavailable)
 
 
 def test_bad_results_file(tmp_path: Path) -> None:
@@ -163,3 +169,36 @@ def test_shipped_eval_configs_are_valid() -> None:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert set(raw) <= set(CONFIG_KEYS), path
         assert set(raw["tasks"]) <= set(list_tasks()) and set(raw["data"]) <= set(list_tasks()), path
+
+
+def test_reference_renders_beside_a_result(tmp_path: Path) -> None:
+    """The shipped BiMediX2 8B numbers (arXiv:2412.07769 Tables 2-7, Sec. 4) stand beside a user's run."""
+    ref = load_results(reference_results_path())
+    tasks = ref["tasks"]
+    for entry in tasks.values():  # fractions everywhere, except BiMed-MBench relative scores (percent)
+        for lang_or_mode in entry["metrics"].values():
+            values = lang_or_mode.values() if isinstance(lang_or_mode, dict) else [lang_or_mode]
+            for v in values:
+                if isinstance(v, float) and entry["kind"] != "mbench":
+                    assert 0.0 <= v <= 1.0
+    assert tasks["mcq"]["metrics"]["en"]["usmle"] == pytest.approx(0.686)
+    assert tasks["slake"]["metrics"]["multimedeval"]["closed_accuracy"] == pytest.approx(0.831)
+    assert tasks["bimed-mbench"]["metrics"]["ar"]["overall"] == pytest.approx(50.5)
+    assert (
+        "Table 5" in tasks["vqa-rad"]["source"]["primary"]
+        and "Table 7" in tasks["mimic-cxr-report"]["source"]["primary"]
+    )
+    mine = _write(tmp_path, "mine", _results("model-a", 1.0))
+    out = render_report([mine], tmp_path / "rep", with_reference=True)
+    md = out["markdown"].read_text(encoding="utf-8")
+    label = ref["label"]
+    assert f"| {label} | English | 57.0 | 58.0 | 72.4 | 68.6 | 77.7 | 79.2 | 68.8 | 82.0 | 74.3 | 65.9 | 70.4 |" in md
+    assert f"| {label} | 55.2 | 72.5 | 36.3 | 56.5 | 30.5 | 56.9 | 77.8 | 83.1 |" in md  # Table 5, beside model-a
+    assert f"| {label} | MIMIC-III summarization | 17.8 | n/a | 20.5 | 33.9 | 23.0 | 59.3 | n/a |" in md
+    assert f"| {label} | Arabic | 54.3 | 36.2 | 61.4 | 44.6 | 51.5 | 43.5 | 50.8 | 50.5 |" in md
+    assert f"| {label} | English | - | - | - | - | - | 56.1 | - |" in md  # UPHILL: overall only, no levels
+    assert "re-scaled" in md and "| model-a | English | 60.0 |" in md
+    improved = md.split("IMPROVED mode")[1].split("\n## ")[0]
+    assert label not in improved  # the paper has no improved-mode numbers
+    axes = radar_axes([load_results(mine), ref])
+    assert axes["MCQ (English)"][label] == pytest.approx(70.4) and axes["CT (AR)"][label] == pytest.approx(50.8)
