@@ -46,8 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="report tasks: CheXbert similarity from DIR/chexbert.pth + bert-base-uncased vocab.txt",
     )
-    for name in ("radgraph", "radcliq"):
-        run.add_argument(f"--{name}", default=None, metavar="PATH", help=f"{name} model (not implemented yet)")
+    run.add_argument(
+        "--radgraph",
+        default=None,
+        metavar="PATH",
+        help="report tasks: F1-RadGraph from the radgraph package's model (extracted radgraph.tar.gz dir, or the file)",
+    )
+    run.add_argument(
+        "--bertscore",
+        default=None,
+        metavar="DIR",
+        help="report tasks: BERTScore from a local distilroberta-base; with --radgraph and --chexbert also RadCliQ-v1",
+    )
     run.set_defaults(func=run_eval_cmd)
 
     rep = sub.add_parser("report", help="markdown + HTML tables and a radar chart from results files")
@@ -133,7 +143,7 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     specs = [load_task(t) for t in args.tasks]
-    clinical = {n: getattr(args, n) for n in ("radgraph", "chexbert", "radcliq") if getattr(args, n)}
+    clinical = {n: getattr(args, n) for n in ("radgraph", "chexbert", "bertscore") if getattr(args, n)}
     cfg = RunConfig(
         out_dir=args.out,
         model=args.model or "default",

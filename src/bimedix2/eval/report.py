@@ -41,8 +41,10 @@ TEXT_METRICS = (
     ("meteor", "METEOR"),
     ("f1_radgraph", "F1-RadGraph"),
     ("chexbert_similarity", "CheXbert sim."),
-    ("radcliq", "RadCliQ"),
+    ("bertscore", "BERTScore"),
+    ("radcliq", "RadCliQ-v1 ↓"),
 )
+RAW_METRICS = frozenset({"radcliq"})  # not a fraction: printed as is (predicted error count, lower is better)
 MBENCH_COLUMNS = ("Conversation", "Description", "CXR", "MRI", "Histology", "Gross", "CT")
 LANG_NAMES = {"en": "English", "ar": "Arabic", "bilingual": "Bilingual"}
 
@@ -62,10 +64,10 @@ class Table:
     notes: tuple[str, ...] = ()
 
 
-def _pct(value: Any, scale: float = 100.0) -> str:
+def _pct(value: Any, scale: float = 100.0, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{float(value) * scale:.1f}"
+    return f"{float(value) * scale:.{digits}f}"
 
 
 def _label(results: dict[str, Any]) -> str:
@@ -136,13 +138,14 @@ def text_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
             metrics, unavailable = entry.get("metrics", {}), entry.get("unavailable", {})
             cells = [_label(res), title]
             for key, _ in TEXT_METRICS:
-                cells.append("n/a" if key in unavailable else _pct(metrics.get(key)))
+                scale = 1.0 if key in RAW_METRICS else 100.0
+                cells.append("n/a" if key in unavailable else _pct(metrics.get(key), scale, 3 if scale == 1 else 1))
             rows.append(tuple(cells))
             notes += [f"{_label(res)} / {title}: {key} {why}" for key, why in unavailable.items()]
     if not rows:
         return None
     return Table(
-        "Report generation and summarization (%)",
+        "Report generation and summarization (%; RadCliQ-v1 raw, lower is better)",
         ("Model", "Task", *(n for _, n in TEXT_METRICS)),
         tuple(rows),
         tuple(dict.fromkeys(notes)),

@@ -25,7 +25,7 @@ from .datasets import EvalSample, read_dataset
 from .tasks import TaskSpec, load_task
 
 RESULTS_FORMAT = "bimedix2-eval-results/1"
-CLINICAL_METRICS = ("f1_radgraph", "chexbert_similarity", "radcliq")
+CLINICAL_METRICS = ("f1_radgraph", "chexbert_similarity", "bertscore", "radcliq")
 
 
 class Generator(Protocol):
@@ -183,32 +183,70 @@ def run_vqa(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> dict[str, Any]
 
 
 # --------------------------------------------------------------------- report / summarization
+CLINICAL_MODELS = ("radgraph", "chexbert", "bertscore")
 UNAVAILABLE = {
-    "f1_radgraph": "unavailable: needs the RadGraph model (computing it is not implemented yet)",
+    "f1_radgraph": "unavailable: needs the RadGraph model (--radgraph PATH: radgraph package model dir or .tar.gz)",
     "chexbert_similarity": "unavailable: needs the CheXbert checkpoint (--chexbert DIR with chexbert.pth + vocab.txt)",
-    "radcliq": "unavailable: needs RadGraph, CheXbert and BERTScore (computing it is not implemented yet)",
+    "bertscore": "unavailable: needs distilroberta-base (--bertscore DIR)",
+    "radcliq": "unavailable: needs all three of --radgraph, --chexbert and --bertscore",
 }
 
 
-def check_clinical(models: dict[str, str]) -> None:
-    """Only CheXbert similarity can be computed from a local model; say so for the others."""
-    unsupported = sorted(set(models) - {"chexbert"})
-    if unsupported:
-        raise ConfigError(
-            f"computing {', '.join(unsupported)} from local models is not implemented in this version "
-            "(CheXbert similarity is: --chexbert DIR); drop those options to run BLEU/ROUGE-L/METEOR"
-        )
+@dataclass
+class ClinicalScorers:
+    """The report-scoring models the user pointed to (each None when not given)."""
+
+    radgraph: Any = None
+    chexbert: Any = None
+    bertscore: Any = None
+
+    @classmethod
+    def load(cls, models: dict[str, str]) -> ClinicalScorers:
+        """Load every model named in `models` (a bad path fails here, before any generation)."""
+        unknown = sorted(set(models) - set(CLINICAL_MODELS))
+        if unknown:
+            raise ConfigError(f"unknown report-scoring model(s) {unknown}; known: {', '.join(CLINICAL_MODELS)}")
+        out = cls()
+        if "radgraph" in models:
+            from .metrics.radgraph import RadGraphScorer
+
+            out.radgraph = RadGraphScorer(Path(models["radgraph"]))
+        if "chexbert" in models:
+            from .metrics.chexbert import CheXbertEncoder
+
+            out.chexbert = CheXbertEncoder(Path(models["chexbert"]))
+        if "bertscore" in models:
+            from .metrics.bertscore import BERTScore
+
+            out.bertscore = BERTScore(Path(models["bertscore"]))
+        return out
+
+    def score(self, predictions: list[str], references: list[str]) -> tuple[dict[str, list[float]], dict[str, str]]:
+        """Per-sample clinical metrics that can be computed, and why the others cannot."""
+        from .metrics.text import bleu
+
+        per_sample: dict[str, list[float]] = {}
+        if self.radgraph is not None:
+            per_sample["f1_radgraph"] = self.radgraph.f1(predictions, references)
+        if self.chexbert is not None:
+            per_sample["chexbert_similarity"] = self.chexbert.similarity(predictions, references)
+        rescaled: list[float] = []
+        if self.bertscore is not None:
+            per_sample["bertscore"], rescaled = self.bertscore.f1(predictions, references)
+        if self.radgraph is not None and self.chexbert is not None and self.bertscore is not None:
+            from .metrics.radcliq import radcliq_v1
+
+            bleu2 = [bleu(p, r, 2) for p, r in zip(predictions, references, strict=True)]
+            per_sample["radcliq"] = radcliq_v1(
+                per_sample["f1_radgraph"], rescaled, per_sample["chexbert_similarity"], bleu2
+            )
+        return per_sample, {k: why for k, why in UNAVAILABLE.items() if k not in per_sample}
 
 
 def run_text_generation(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> dict[str, Any]:
     from .metrics.text import aggregate_text, score_text
 
-    check_clinical(cfg.clinical_models)
-    chexbert = None
-    if "chexbert" in cfg.clinical_models:
-        from .metrics.chexbert import CheXbertEncoder
-
-        chexbert = CheXbertEncoder(Path(cfg.clinical_models["chexbert"]))  # fail before generating
+    scorers = ClinicalScorers.load(cfg.clinical_models)  # fail before generating
     samples = _samples(spec, cfg)
 
     def build(s: EvalSample) -> list[Message]:
@@ -220,14 +258,12 @@ def run_text_generation(spec: TaskSpec, engine: Generator, cfg: RunConfig) -> di
         sc = score_text(preds[s.id], s.reference)
         scores.append(sc)
         rows.append({"id": s.id, "reference": s.reference, "prediction": preds[s.id], "n_images": len(s.images), **sc})
+    clinical, unavailable = scorers.score([r["prediction"] for r in rows], [r["reference"] for r in rows])
     metrics: dict[str, Any] = {**aggregate_text(scores), **{name: None for name in CLINICAL_METRICS}}
-    unavailable = dict(UNAVAILABLE)
-    if chexbert is not None:
-        sims = chexbert.similarity([r["prediction"] for r in rows], [r["reference"] for r in rows])
-        for row, sim in zip(rows, sims, strict=True):
-            row["chexbert_similarity"] = sim
-        metrics["chexbert_similarity"] = sum(sims) / len(sims)
-        del unavailable["chexbert_similarity"]
+    for name, values in clinical.items():
+        for row, value in zip(rows, values, strict=True):
+            row[name] = value
+        metrics[name] = sum(values) / len(values) if values else None
     _write_jsonl(cfg.out_dir / spec.name / "scored.jsonl", rows)
     return {"metrics": metrics, "unavailable": unavailable, "n": len(samples)}
 

@@ -6,40 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.fakes.clinical_scorers import save_tiny_chexbert
 
 from bimedix2.errors import EvalDataError
 from bimedix2.eval.metrics.chexbert import CheXbertEncoder
 from bimedix2.eval.runner import RunConfig, load_results, run_eval
 
-WORDS = "the heart is normal in size lungs are clear no pleural effusion pneumonia right lower lobe . ,".split()
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
 
 
 @pytest.fixture(scope="module")
 def chexbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bert config + vocab + `chexbert.pth` laid out like the released checkpoint (DataParallel `module.`)."""
-    from transformers import BertConfig, BertModel
-
-    directory = tmp_path_factory.mktemp("chexbert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=600,
-    )
-    config.save_pretrained(directory)
-    torch.manual_seed(0)
-    bert = BertModel(config)
-    state = {f"module.bert.{k}": v for k, v in bert.state_dict().items()}
-    state["module.bert.embeddings.position_ids"] = torch.arange(600)[None]  # older transformers saved it
-    for i in range(14):
-        state[f"module.linear_heads.{i}.weight"] = torch.zeros(4 if i < 13 else 2, 32)
-    torch.save({"model_state_dict": state, "epoch": 3}, directory / "chexbert.pth")
-    return directory
+    return save_tiny_chexbert(tmp_path_factory.mktemp("chexbert"))
 
 
 def test_similarity_matches_a_direct_computation(chexbert_dir: Path) -> None:

@@ -78,8 +78,12 @@ def test_report_and_summarization_end_to_end(tiny_engine, tmp_path: Path) -> Non
         assert "unavailable" in results["tasks"][task]["unavailable"]["chexbert_similarity"]
     rows = _lines(tmp_path / "mimic-cxr-report" / "scored.jsonl")
     assert rows[0]["n_images"] == 2
-    with pytest.raises(ConfigError, match="not implemented"):
-        run_eval(["mimic-iii-summarization"], tiny_engine, _cfg(tmp_path / "b", clinical_models={"radgraph": "/x"}))
+    # a scoring model that is not there fails before anything is generated
+    never = Counting(tiny_engine, fail_after=0)
+    with pytest.raises(EvalDataError, match="RadGraph model not found: /no/such/radgraph"):
+        run_eval(
+            ["mimic-iii-summarization"], never, _cfg(tmp_path / "b", clinical_models={"radgraph": "/no/such/radgraph"})
+        )
 
 
 def test_interrupted_run_resumes(tiny_engine, tmp_path: Path) -> None:  # noqa: ANN001

@@ -23,13 +23,14 @@ TEXT_METRICS = ("bleu1", "bleu4", "rougeL", "meteor")
 def _scorers():  # noqa: ANN202
     from torchmetrics.text import BLEUScore, ROUGEScore
 
-    return BLEUScore(n_gram=1), BLEUScore(n_gram=4), ROUGEScore(rouge_keys=("rougeL",))
+    # BLEU-2 (weights 1/2, 1/2) is RadCliQ's BLEU input, as MultiMedEval's ReportComparison computes it.
+    return BLEUScore(n_gram=1), BLEUScore(n_gram=2), BLEUScore(n_gram=4), ROUGEScore(rouge_keys=("rougeL",))
 
 
 def bleu(prediction: str, reference: str, n: int) -> float:
-    """Sentence BLEU-n (uniform weights, brevity penalty, no smoothing) via torchmetrics."""
-    b1, b4, _ = _scorers()
-    scorer = {1: b1, 4: b4}[n]
+    """Sentence BLEU-n, n in (1, 2, 4) (uniform weights, brevity penalty, no smoothing) via torchmetrics."""
+    b1, b2, b4, _ = _scorers()
+    scorer = {1: b1, 2: b2, 4: b4}[n]
     return float(scorer([normalize_arabic(prediction)], [[normalize_arabic(reference)]]).item())
 
 
@@ -52,7 +53,7 @@ def rouge_l(prediction: str, reference: str) -> float:
         from rouge_score.rouge_scorer import RougeScorer
 
         return float(RougeScorer(["rougeL"], tokenizer=_UnicodeTokenizer()).score(ref, pred)["rougeL"].fmeasure)
-    _, _, rouge = _scorers()
+    *_, rouge = _scorers()
     return float(rouge([pred], [[ref]])["rougeL_fmeasure"].item())
 
 
