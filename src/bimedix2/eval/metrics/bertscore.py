@@ -56,6 +56,7 @@ class BERTScore:
             warnings.filterwarnings("ignore", message="Overwriting the previous importance weights")
             self.scorer.compute_idf(list(predictions))
             _, _, f1 = self.scorer.score(list(predictions), list(references), batch_size=self.batch_size)
-        base = float(self.scorer.baseline_vals[2])
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            base = float(self.scorer.baseline_vals[2])
         rescaled = (f1 - base) / (1 - base)  # bert_score's own rescaling (BERTScorer.score), applied to F1
         return f1.tolist(), rescaled.tolist()
