@@ -97,6 +97,9 @@ CONFIG_KEYS = {
     "mcq_endpoint": str,
     "judge_url": str,
     "judge_model": str,
+    "radgraph": str,
+    "chexbert": str,
+    "bertscore": str,
 }
 DEFAULTS = {"batch_size": 4, "seed": 0, "label": ""}
 

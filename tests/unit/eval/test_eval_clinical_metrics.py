@@ -201,3 +201,18 @@ def test_radcliq_is_unavailable_without_all_three(tiny_engine, models: dict[str,
     assert 0.0 <= entry["metrics"]["f1_radgraph"] <= 1.0
     assert entry["metrics"]["radcliq"] is None and "all three" in entry["unavailable"]["radcliq"]
     assert set(entry["unavailable"]) == {"chexbert_similarity", "bertscore", "radcliq"}
+
+
+def test_cli_takes_scoring_models_from_config(
+    tiny_llava_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bimedix2.cli import main
+
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(
+        f"tasks: [mimic-iii-summarization]\ndata: {{mimic-iii-summarization: {FIX / 'mimic-iii'}}}\n"
+        f"radgraph: {tmp_path / 'no-radgraph.tar.gz'}\n"
+    )
+    rc = main(["eval", "run", "--config", str(cfg), "--model", str(tiny_llava_path), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "RadGraph model not found" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "mimic-iii-summarization" / "predictions.jsonl").exists()  # nothing generated
