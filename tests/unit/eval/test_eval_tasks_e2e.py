@@ -62,7 +62,7 @@ def test_vqa_tasks_end_to_end(tiny_engine, tmp_path: Path) -> None:  # noqa: ANN
         assert entry["metrics"]["multimedeval"] == pytest.approx(recomputed)
         assert set(entry["metrics"]) == {"multimedeval", "improved"}
         assert results["config"][task]["task"]["name"] == task
-    # VQA-RAD: gold "Yes" is not lower-case yes -> no yes/no instruction; the improved mode uses answer_type
+    # MultiMedEval's closed rule (gold is yes/no) vs the improved mode's answer_type
     assert results["tasks"]["vqa-rad"]["metrics"]["multimedeval"]["n_closed"] == 1
     assert results["tasks"]["vqa-rad"]["metrics"]["improved"]["n_closed"] == 2
     assert "not for clinical use" in results["notice"]
