@@ -7,7 +7,8 @@ per (dataset, language) under `<out>/mcq/lm_eval_tasks/`, then run offline with
 after the question, accuracy = `acc`. The model is our checkpoint through lm-eval's `hf` backend
 (the model our loader already loaded, wrapped in `HFLM`, so every format works and a LLaVA
 checkpoint is scored text-only; or a checkpoint path) or an OpenAI-compatible completions
-endpoint (`local-completions`, which must return prompt logprobs).
+endpoint (`local-completions`: token-id prompts split with the served model's tokenizer, scored from
+echoed prompt logprobs; the endpoint is checked for them before any scoring).
 """
 
 from __future__ import annotations
@@ -125,10 +126,12 @@ def write_tasks(spec: TaskSpec, data_root: Path, out: Path) -> dict[str, tuple[s
     return tasks
 
 
-def lm_eval_model(model: str, endpoint: str | None, engine: Any = None, batch_size: int = 4) -> tuple[Any, str]:
+def lm_eval_model(
+    model: str, endpoint: str | None, engine: Any = None, batch_size: int = 4, workdir: Path | None = None
+) -> tuple[Any, Any]:
     """What `simple_evaluate` gets as `model` (+ model_args): an endpoint, our loaded model, or a path."""
     if endpoint:
-        return "local-completions", f"model={model},base_url={endpoint.rstrip('/')}/completions,tokenizer_backend=None"
+        return "local-completions", endpoint_model_args(model, endpoint, engine, workdir or Path("."))
     if engine is not None:
         # our loader already resolved the format (hf-llava, llava-llama, causal-lm, gguf): hand lm-eval the
         # loaded model; a Llava model scores text-only prompts through its language model
@@ -144,6 +147,87 @@ def lm_eval_model(model: str, endpoint: str | None, engine: Any = None, batch_si
     return "hf", f"pretrained={path},dtype=float32"
 
 
+def completions_url(endpoint: str) -> str:
+    """`.../v1` (or the full `.../v1/completions`) -> the completions URL lm-eval posts to."""
+    url = endpoint.rstrip("/")
+    return url if url.endswith("/completions") else f"{url}/completions"
+
+
+def endpoint_model_args(model: str, endpoint: str, engine: Any, workdir: Path) -> dict[str, Any]:
+    """lm-eval `local-completions` arguments: the served model's tokenizer saved locally, requests as token ids.
+
+    lm-eval needs a tokenizer to split each prompt into context and answer tokens; it sends the token
+    ids (`tokenized_requests`), so the server scores exactly those tokens, and reads the answer's
+    log-probability from the echoed prompt logprobs. `add_bos_token=True` means "the tokenizer's own
+    special tokens", which is what the hf backend does by default, so both backends score the same tokens.
+    """
+    tokenizer_dir = workdir / "endpoint_tokenizer"
+    _served_tokenizer(model, engine).save_pretrained(tokenizer_dir)
+    url = completions_url(endpoint)
+    check_endpoint(url, model, tokenizer_dir)
+    return {
+        "model": model,
+        "base_url": url,
+        "tokenizer_backend": "huggingface",
+        "tokenizer": str(tokenizer_dir),
+        "tokenized_requests": True,
+        "add_bos_token": True,
+    }
+
+
+def _served_tokenizer(model: str, engine: Any) -> Any:
+    """The tokenizer of the model the endpoint serves: the one bimedix2 loaded, else --model's, offline."""
+    if engine is not None:
+        return engine.loaded.tokenizer
+    from transformers import AutoTokenizer
+
+    path = Path(model).expanduser()
+    try:
+        if path.is_file() and path.suffix == ".gguf":
+            return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        # a local checkpoint directory, or a Hub id already in the local Hugging Face cache (no download)
+        return AutoTokenizer.from_pretrained(str(path) if path.exists() else model, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--mcq-endpoint needs the served model's tokenizer to split prompts into context and answer tokens; "
+            f"could not load one offline for --model {model!r} ({exc}). Pass --model as the served checkpoint's "
+            "local directory (or .gguf file), or a Hub id whose tokenizer is in the local Hugging Face cache."
+        ) from None
+
+
+def check_endpoint(url: str, model: str, tokenizer_dir: Path) -> None:
+    """One request shaped like lm-eval's: the server must echo prompt-token logprobs plus one new token."""
+    import httpx
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(tokenizer_dir)("Answer: A").input_ids
+    payload = {"model": model, "prompt": [ids], "temperature": 0, "max_tokens": 1, "logprobs": 1, "echo": True}
+    key = os.environ.get("OPENAI_API_KEY")  # what lm-eval's local-completions sends
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.post(url, json=payload, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot reach the MCQ endpoint {url}: {exc}") from None
+    if response.status_code != 200:
+        raise ConfigError(
+            f"the MCQ endpoint {url} refused a scoring request for model {model!r} "
+            f"(HTTP {response.status_code}): {response.text[:300]}"
+        )
+    try:
+        logprobs = response.json()["choices"][0]["logprobs"]
+        n = len(logprobs["token_logprobs"]), len(logprobs["top_logprobs"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        n = None
+    if n != (len(ids) + 1, len(ids) + 1):
+        raise ConfigError(
+            f"the MCQ endpoint {url} does not return prompt logprobs: lm-eval's local-completions scores an answer "
+            f"from `logprobs.token_logprobs` / `top_logprobs` of the echoed prompt (`echo: true, max_tokens: 1, "
+            f"logprobs: 1`), expecting {len(ids) + 1} entries for a {len(ids)}-token prompt; got "
+            f"{'none' if n is None else n[0]}. Use a server that supports this (e.g. vLLM), or score without "
+            "--mcq-endpoint (lm-eval's hf backend)."
+        )
+
+
 def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
     """Run every available (dataset, language) through lm-eval; accuracy per dataset + averages."""
     data_root = cfg.data_path(spec.name)
@@ -156,7 +240,9 @@ def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    model_type, model_args = lm_eval_model(cfg.model, cfg.mcq_endpoint, engine, cfg.batch_size)
+    workdir = cfg.out_dir / spec.name
+    model_type, model_args = lm_eval_model(cfg.model, cfg.mcq_endpoint, engine, cfg.batch_size, workdir)
+    scorer = {"model": cfg.model, "endpoint": completions_url(cfg.mcq_endpoint) if cfg.mcq_endpoint else None}
     raw = simple_evaluate(
         model=model_type,
         model_args=model_args or None,
@@ -170,7 +256,8 @@ def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
         torch_random_seed=cfg.seed,
         fewshot_random_seed=cfg.seed,
         log_samples=True,
-        use_cache=str(cfg.out_dir / spec.name / "lm_eval_cache"),  # per-request cache: resumes
+        # per-request cache, so an interrupted run resumes; named per scorer, so another model never reuses it
+        use_cache=str(workdir / f"lm_eval_cache-{_fingerprint(scorer)}"),
         device="cpu" if model_type == "hf" and not _cuda() else None,
     )
     accuracy: dict[str, dict[str, float]] = {}
@@ -197,6 +284,7 @@ def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
         "lm_eval": {
             "model": model_type if isinstance(model_type, str) else "hf (model loaded by bimedix2)",
             "version": _lm_eval_version(),
+            **({"endpoint": scorer["endpoint"], "tokenizer": model_args["tokenizer"]} if cfg.mcq_endpoint else {}),
         },
     }
 
@@ -212,6 +300,12 @@ def mcq_table(accuracy: dict[str, dict[str, float]]) -> dict[str, Any]:
             bi = {d: (accuracy["en"][d] + accuracy["ar"][d]) / 2 for d in shared}
             table["bilingual"] = {**bi, "average": sum(bi.values()) / len(bi)}
     return table
+
+
+def _fingerprint(scorer: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(scorer, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _cuda() -> bool:
