@@ -332,6 +332,25 @@ def _cxr_section_name(raw: str) -> str:
     return "findings" if _CXR_FINDINGS_LIKE.search(name) else name
 
 
+def _split_at_headers(text: str, preamble_from: int = 0) -> tuple[list[str], list[str], list[int]]:
+    """(raw sections, lower-cased header names, start offsets), split where both MultiMedEval section parsers
+    split: at each `_CXR_HEADER`, the next search starting after the first newline of the section; the text
+    before the first header (from `preamble_from`) is the "preamble"; no header: one "full report"."""
+    match = _CXR_HEADER.search(text, 0)
+    if not match:
+        return [text], ["full report"], [0]
+    sections, names, starts = [text[preamble_from : match.start(1)]], ["preamble"], [0]
+    while match:
+        name = match.group(1).lower()
+        start = match.end()
+        skip = text[start:].find("\n")
+        match = _CXR_HEADER.search(text, start + max(skip, 0))
+        sections.append(text[start : match.start() if match else len(text)])
+        names.append(name)
+        starts.append(start)
+    return sections, names, starts
+
+
 def section_text(text: str) -> tuple[list[str], list[str], list[int]]:
     """(sections, normalised section names, start offsets) of a MIMIC-CXR free-text report.
 
@@ -341,24 +360,7 @@ def section_text(text: str) -> tuple[list[str], list[str], list[int]]:
     (`_CXR_FREQUENT_SECTIONS`, then a main-section substring, then findings-like view names); empty
     findings/impression sections are dropped; with neither, the last paragraph becomes
     "last_paragraph". Section texts are returned raw (newlines and spaces kept)."""
-    sections: list[str] = []
-    names: list[str] = []
-    starts: list[int] = []
-    match = _CXR_HEADER.search(text, 0)
-    if match:
-        sections.append(text[: match.start(1)])
-        names.append("preamble")
-        starts.append(0)
-        while match:
-            name = match.group(1).lower()
-            start = match.end()
-            skip = text[start:].find("\n")
-            match = _CXR_HEADER.search(text, start + max(skip, 0))
-            sections.append(text[start : match.start() if match else len(text)])
-            names.append(name)
-            starts.append(start)
-    else:
-        sections, names, starts = [text], ["full report"], [0]
+    sections, names, starts = _split_at_headers(text)
     names = [_cxr_section_name(n) for n in names]
     for i in reversed(range(len(names))):
         if names[i] in ("impression", "findings") and not sections[i].strip():
@@ -513,21 +515,7 @@ def _final_report(text: str) -> str | None:
 def _mimic_iii_sections(text: str) -> tuple[list[str], list[str]]:
     """(names, texts) of a final report: MultiMedEval's `extract_sections` (its preamble skips the 12
     characters of "FINAL REPORT"; texts stripped, lower-cased, newlines removed, runs of spaces -> one)."""
-    sections: list[str] = []
-    names: list[str] = []
-    match = _CXR_HEADER.search(text, 0)
-    if match:
-        sections.append(text[12 : match.start(1)])
-        names.append("preamble")
-        while match:
-            name = match.group(1).lower()
-            start = match.end()
-            skip = text[start:].find("\n")
-            match = _CXR_HEADER.search(text, start + max(skip, 0))
-            sections.append(text[start : match.start() if match else len(text)])
-            names.append(name)
-    else:
-        sections, names = [text], ["full report"]
+    sections, names, _ = _split_at_headers(text, preamble_from=12)
     cleaned = [re.sub(" +", " ", s.strip().lower().replace("\n", "")) for s in sections]
     return names, cleaned
 
