@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, EvalDataError
+from .cache import fingerprint
 from .datasets import read_jsonl
 from .tasks import TaskSpec
 
@@ -257,7 +258,7 @@ def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
         fewshot_random_seed=cfg.seed,
         log_samples=True,
         # per-request cache, so an interrupted run resumes; named per scorer, so another model never reuses it
-        use_cache=str(workdir / f"lm_eval_cache-{_fingerprint(scorer)}"),
+        use_cache=str(workdir / f"lm_eval_cache-{fingerprint(scorer)}"),
         device="cpu" if model_type == "hf" and not _cuda() else None,
     )
     accuracy: dict[str, dict[str, float]] = {}
@@ -300,12 +301,6 @@ def mcq_table(accuracy: dict[str, dict[str, float]]) -> dict[str, Any]:
             bi = {d: (accuracy["en"][d] + accuracy["ar"][d]) / 2 for d in shared}
             table["bilingual"] = {**bi, "average": sum(bi.values()) / len(bi)}
     return table
-
-
-def _fingerprint(scorer: dict[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(scorer, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _cuda() -> bool:
