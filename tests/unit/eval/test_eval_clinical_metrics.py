@@ -165,15 +165,20 @@ def test_bertscore_equals_bert_score_itself(models: dict[str, Path]) -> None:
         BERTScore(models["bertscore"].parent / "missing")
 
 
-def test_report_task_with_every_clinical_metric(tiny_engine, models: dict[str, Path], tmp_path: Path) -> None:  # noqa: ANN001
+def _summarize(engine, out: Path, models: dict[str, Path]) -> dict:  # noqa: ANN001
+    """Run the MIMIC-III summarization task on the fixture with these scoring models; its results entry."""
     cfg = RunConfig(
-        out_dir=tmp_path,
+        out_dir=out,
         model="tiny-llava",
         data={"mimic-iii-summarization": str(FIX / "mimic-iii")},
         max_new_tokens=4,
         clinical_models={k: str(v) for k, v in models.items()},
     )
-    entry = load_results(run_eval(["mimic-iii-summarization"], tiny_engine, cfg))["tasks"]["mimic-iii-summarization"]
+    return load_results(run_eval(["mimic-iii-summarization"], engine, cfg))["tasks"]["mimic-iii-summarization"]
+
+
+def test_report_task_with_every_clinical_metric(tiny_engine, models: dict[str, Path], tmp_path: Path) -> None:  # noqa: ANN001
+    entry = _summarize(tiny_engine, tmp_path, models)
     assert entry["unavailable"] == {}
     rows = [json.loads(line) for line in (tmp_path / entry["predictions"]).read_text().splitlines()]
     for name in ("f1_radgraph", "chexbert_similarity", "bertscore", "radcliq"):
@@ -190,14 +195,7 @@ def test_report_task_with_every_clinical_metric(tiny_engine, models: dict[str, P
 
 
 def test_radcliq_is_unavailable_without_all_three(tiny_engine, models: dict[str, Path], tmp_path: Path) -> None:  # noqa: ANN001
-    cfg = RunConfig(
-        out_dir=tmp_path,
-        model="tiny-llava",
-        data={"mimic-iii-summarization": str(FIX / "mimic-iii")},
-        max_new_tokens=4,
-        clinical_models={"radgraph": str(models["radgraph"])},
-    )
-    entry = load_results(run_eval(["mimic-iii-summarization"], tiny_engine, cfg))["tasks"]["mimic-iii-summarization"]
+    entry = _summarize(tiny_engine, tmp_path, {"radgraph": models["radgraph"]})
     assert 0.0 <= entry["metrics"]["f1_radgraph"] <= 1.0
     assert entry["metrics"]["radcliq"] is None and "all three" in entry["unavailable"]["radcliq"]
     assert set(entry["unavailable"]) == {"chexbert_similarity", "bertscore", "radcliq"}
