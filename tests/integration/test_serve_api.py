@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from tests.fakes.dicom_files import greyscale_dicom_bytes
 
 from bimedix2.engine import Engine
 from bimedix2.serve.api import create_app
@@ -362,27 +363,8 @@ def test_streaming_client_disconnect_cancels_generation(tiny_engine: Engine) -> 
 
 
 def dicom_url(frames: int) -> str:
-    """A small multi-frame 12-bit greyscale DICOM (explicit VR little endian) as a data: URL."""
-    import io
-
-    import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Rows, ds.Columns, ds.NumberOfFrames = "OT", 32, 48, frames
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (np.arange(frames * 32 * 48, dtype=np.uint16) % 4096).tobytes()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return "data:application/dicom;base64," + base64.b64encode(out.getvalue()).decode()
+    """A small multi-frame 12-bit greyscale DICOM as a data: URL."""
+    return "data:application/dicom;base64," + base64.b64encode(greyscale_dicom_bytes(frames)).decode()
 
 
 def test_dicom_data_url_with_window_and_frame(api: str) -> None:

@@ -6,12 +6,11 @@ Needs `scripts/system-deps.sh` (apt: chromium, chromium-driver); skipped with th
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+from tests.fakes.dicom_files import greyscale_dicom_bytes
 
 from bimedix2.conversation import detect_language
 from bimedix2.engine import Engine
@@ -46,28 +45,6 @@ def browser() -> Iterator[object]:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-def dicom_bytes() -> bytes:
-    """A small 16-bit greyscale DICOM file (explicit VR little endian) built with pydicom."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = 32, 48
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = (np.arange(32 * 48, dtype=np.uint16).reshape(32, 48) % 4096).tobytes()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def test_web_chat_arabic_streaming_rtl_and_image_upload(
@@ -134,7 +111,7 @@ def test_web_chat_arabic_streaming_rtl_and_image_upload(
 
         # DICOM: the browser cannot draw it, the server renders a preview
         dcm = tmp_path / "scan.dcm"
-        dcm.write_bytes(dicom_bytes())
+        dcm.write_bytes(greyscale_dicom_bytes())
         page.set_input_files("#image-input", str(dcm))
         page.wait_for_selector("#preview[src^='blob:']", state="visible", timeout=30_000)
         page.click("#remove-image")
