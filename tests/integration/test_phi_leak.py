@@ -10,12 +10,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from tests.fakes.processes import wait_for_health
 
 pytestmark = pytest.mark.integration
 
@@ -70,16 +70,25 @@ def sandbox(tmp_path: Path) -> tuple[dict[str, str], list[Path]]:
         root.mkdir()
     env = dict(os.environ)
     env.update(
-        BIMEDIX2_CACHE_DIR=str(roots[0]), HOME=str(roots[1]), XDG_CACHE_HOME=str(roots[1] / ".cache"),
-        HF_HUB_OFFLINE="1", PYTHONWARNINGS="default", TMPDIR=str(roots[2]),
+        BIMEDIX2_CACHE_DIR=str(roots[0]),
+        HOME=str(roots[1]),
+        XDG_CACHE_HOME=str(roots[1] / ".cache"),
+        HF_HUB_OFFLINE="1",
+        PYTHONWARNINGS="default",
+        TMPDIR=str(roots[2]),
     )
     return env, roots
 
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bimedix2.cli", "-v", *args], input=stdin, capture_output=True, text=True,
-        env=env, cwd=cwd, timeout=300,
+        [sys.executable, "-m", "bimedix2.cli", "-v", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -125,33 +134,52 @@ def test_server_never_shows_patient_data(tiny_llava_path: Path, sandbox) -> None
     log = roots[2] / "server.log"
     with log.open("w") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "bimedix2.cli", "-v", "serve", "--model", str(tiny_llava_path),
-             "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny", "--log-requests"],
-            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=roots[2],
+            [
+                sys.executable,
+                "-m",
+                "bimedix2.cli",
+                "-v",
+                "serve",
+                "--model",
+                str(tiny_llava_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--served-model-name",
+                "tiny",
+                "--log-requests",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=roots[2],
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 180
-            while True:
-                assert server.poll() is None, log.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not start in 180 s"
-                time.sleep(0.5)
+            wait_for_health(base, server, 180, lambda: log.read_text()[-3000:])
             bodies: list[str] = []
             with httpx.Client(base_url=base, timeout=120) as client:
                 for name in GOOD + BAD:
                     data = base64.b64encode(_path(name).read_bytes()).decode()
                     for extra in ({}, {"dicom_window": "lung", "dicom_frame": 0}):
                         request = {
-                            "model": "tiny", "max_tokens": 4, "temperature": 0, **extra,
-                            "messages": [{"role": "user", "content": [
-                                {"type": "image_url", "image_url": {"url": f"data:application/dicom;base64,{data}"}},
-                                {"type": "text", "text": "What is shown?"},
-                            ]}],
+                            "model": "tiny",
+                            "max_tokens": 4,
+                            "temperature": 0,
+                            **extra,
+                            "messages": [
+                                {
+                                    "role": "user",
+                                    "content": [
+                                        {
+                                            "type": "image_url",
+                                            "image_url": {"url": f"data:application/dicom;base64,{data}"},
+                                        },
+                                        {"type": "text", "text": "What is shown?"},
+                                    ],
+                                }
+                            ],
                         }
                         response = client.post("/v1/chat/completions", json=request)
                         assert response.status_code == (200 if name in GOOD else 400), (name, response.text[:500])

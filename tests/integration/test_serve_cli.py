@@ -6,11 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.fakes.processes import wait_for_health
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +51,7 @@ def test_serve_command_end_to_end(tiny_llava_path: Path) -> None:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "bimedix2 serve did not come up"
-            time.sleep(0.2)
+        wait_for_health(base, proc, 120, lambda: proc.stdout.read() if proc.stdout else "")
         assert httpx.get(f"{base}/v1/models").status_code == 401
         auth = {"Authorization": "Bearer env-key"}
         body = {"model": "tiny", "messages": [{"role": "user", "content": "ما هو فقر الدم؟"}], "max_tokens": 3}
