@@ -108,6 +108,9 @@ def test_radgraph_f1_is_the_partial_reward_of_its_annotations(radgraph: RadGraph
     assert scores[1] == 0.0  # empty prediction: 0, not an error
     assert scores[2] == 1.0  # the same report on both sides
     assert all(0.0 <= s <= 1.0 for s in scores)
+    # an Arabic answer to an English reference (a bilingual model's slip) is scored, not an error
+    (arabic,) = radgraph.f1(["انصباب جنبي أيسر ."], [REFS[0]])
+    assert 0.0 <= arabic <= 1.0
 
 
 def test_radgraph_model_paths(models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,6 +164,8 @@ def test_bertscore_equals_bert_score_itself(models: dict[str, Path]) -> None:
         _, _, expected = theirs.score(preds, refs)
     assert rescaled == pytest.approx(expected.tolist(), abs=1e-5)
     assert f1[1] == pytest.approx(1.0, abs=1e-5) and f1[0] != pytest.approx(f1[2])
+    (arabic,), _ = ours.f1(["انصباب جنبي أيسر ."], [REFS[0]])  # byte-level BPE: any script is scored
+    assert -1.0 <= arabic <= 1.0 and arabic != pytest.approx(1.0)
     with pytest.raises(EvalDataError, match="config.json"):
         BERTScore(models["bertscore"].parent / "missing")
 
