@@ -1,15 +1,21 @@
-"""Small file helpers every layer shares: atomic directory writes and strict JSONL reading."""
+"""The one file layer every layer shares: atomic writes (file, text, JSON, JSONL, directory) and strict JSONL reading.
+
+Every writer goes to a temporary name beside the target, fsyncs, and renames only when the
+whole write succeeded, so an interrupted run, a full disk or a crash never leaves a
+half-written output. Readers name the file and line of whatever is wrong.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @contextmanager
@@ -29,15 +35,70 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path` ("w" text as UTF-8, or "wb"); rename it onto `path` only if the block succeeds."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_writer mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    with atomic_writer(path) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write `obj` as JSON (UTF-8 kept as is, not \\u-escaped) to `path` atomically."""
+    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=indent, default=str) + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """Write one JSON value per line to `path` atomically; returns how many lines were written."""
+    count = 0
+    with atomic_writer(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            count += 1
+    return count
+
+
 def iter_jsonl(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line; `error` names the file and line of a bad one.
 
-    Streams the file, so memory stays flat however long it is.
+    Streams the file, so memory stays flat however long it is. Invalid UTF-8 is reported with
+    its line, never replaced silently.
     """
+    path = Path(path)
     if not path.is_file():
         raise error(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise error(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start})") from None
             if not line.strip():
                 continue
             try:
