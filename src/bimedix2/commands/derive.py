@@ -34,7 +34,9 @@ T = TypeVar("T")
 __all__ = ["add_dataclass_options", "dataclass_from_args", "opt"]
 
 
-def opt(help: str, *, flag: str | None = None, aliases: Sequence[str] = (), metavar: str | None = None) -> dict[str, Any]:
+def opt(
+    help: str, *, flag: str | None = None, aliases: Sequence[str] = (), metavar: str | None = None
+) -> dict[str, Any]:
     """Field metadata for the CLI: help text, an optional flag spelling (default `--field-name`) and aliases."""
     return {"cli": {"help": help, "flag": flag, "aliases": tuple(aliases), "metavar": metavar}}
 
