@@ -24,11 +24,15 @@ BIMEDIX2_SYSTEM_PROMPT = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 
-# LLaVA++ `conv_llama_3` (SeparatorStyle.MPT, sep "<|eot_id|>") as used to train BiMediX2:
-# BOS, system header + prompt, then "<header>role<end_header>\n\n" + message + "<|eot_id|>" per turn;
+# LLaVA++ `conv_llama3` (SeparatorStyle.MPT, sep "<|eot_id|>") as BiMediX2 was trained and released:
+# system header + prompt, then "<header>role<end_header>\n\n" + message + "<|eot_id|>" per turn;
 # images as "<image>\n" at the start of the turn that carries them.
+# Two BOS tokens: the released system string itself starts with "<|begin_of_text|>" and the released
+# path (`tokenizer_image_token`, and `tokenizer(...)` for text-only training samples) lets the Llama-3
+# tokenizer add its own BOS in front of it. Both are rendered here, so tokenizing the prompt with
+# add_special_tokens=False (as the engine, training and vLLM do) gives the released ids exactly.
 BIMEDIX2_LLAMA3_TEMPLATE = (
-    "{{ bos_token }}<|start_header_id|>system<|end_header_id|>\n\n"
+    "{{ bos_token }}<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
     "{% if messages and messages[0]['role'] == 'system' %}"
     "{{ messages[0]['content'] }}{% set turns = messages[1:] %}"
     "{% else %}" + BIMEDIX2_SYSTEM_PROMPT + "{% set turns = messages %}{% endif %}"
@@ -156,7 +160,7 @@ def render_prompt(
     template: ChatTemplate,
     tokenizer: Any,
     *,
-    steer_language: bool = True,
+    steer_language: bool = False,
     add_generation_prompt: bool = True,
 ) -> str:
     """Render a conversation to the exact prompt string the model sees.

@@ -9,9 +9,7 @@ from typing import Literal
 Role = Literal["system", "user", "assistant"]
 Language = Literal["en", "ar"]
 
-RESEARCH_NOTICE = (
-    "Research use only: BiMediX2 toolkit output is not medical advice and is not for clinical use."
-)
+RESEARCH_NOTICE = "Research use only: BiMediX2 toolkit output is not medical advice and is not for clinical use."
 RESEARCH_NOTICE_AR = "للاستخدام البحثي فقط: مخرجات هذه الأداة ليست استشارة طبية ولا تصلح للاستخدام السريري."
 
 
@@ -58,7 +56,9 @@ class GenParams:
     do_sample: bool | None = None  # None: sample iff temperature > 0
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    steer_language: bool = True
+    # Off by default: the released model answers in the question's language by itself, and the
+    # released code never appends a language instruction. True appends LANGUAGE_HINTS to the last user turn.
+    steer_language: bool = False
 
     @property
     def sampling(self) -> bool:

@@ -54,9 +54,11 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
     group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     group.add_argument(
-        "--no-steer-language",
-        action="store_true",
-        help="do not ask the model to answer in the language of the question",
+        "--steer-language",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.steer_language,
+        help="append 'Answer in English.' / 'أجب باللغة العربية الفصحى.' to the last user turn; the released "
+        "BiMediX2 never does and answers in the question's language by itself (default: off)",
     )
 
 
@@ -131,5 +133,5 @@ def gen_params(args: argparse.Namespace) -> GenParams:
         top_p=args.top_p,
         seed=args.seed,
         stop=tuple(args.stop),
-        steer_language=not args.no_steer_language,
+        steer_language=args.steer_language,
     )

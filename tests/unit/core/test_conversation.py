@@ -18,8 +18,8 @@ from bimedix2.images import ImageLimits
 from bimedix2.model.tiny import build_tiny_tokenizer
 from bimedix2.types import ImageRef, Message
 
-SYS = (
-    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+SYS = (  # two BOS, as the released conv_llama3 system string + the tokenizer's own BOS
+    "<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
     "detailed, and polite answers to the user's questions.<|eot_id|>"
 )
@@ -38,19 +38,23 @@ def render(tokenizer, messages, **kw) -> str:  # noqa: ANN001
     return render_prompt(messages, BIMEDIX2_LLAMA3, tokenizer, **kw)
 
 
+def steered(tokenizer, messages) -> str:  # noqa: ANN001
+    return render(tokenizer, messages, steer_language=True)
+
+
 def test_system_prompt_is_the_released_one() -> None:
     assert BIMEDIX2_SYSTEM_PROMPT.startswith("A chat between a curious user and an artificial intelligence")
     assert BIMEDIX2_LLAMA3.stop_tokens == ("<|eot_id|>",)
 
 
 def test_english_single_turn_with_image(tokenizer) -> None:  # noqa: ANN001
-    text = render(tokenizer, [Message("user", "What abnormality is seen?", (IMG,))])
+    text = steered(tokenizer, [Message("user", "What abnormality is seen?", (IMG,))])
     assert text == SYS + USER + "<image>\nWhat abnormality is seen?\n\nAnswer in English." + EOT + ASSISTANT
 
 
 def test_arabic_single_turn_with_image(tokenizer) -> None:  # noqa: ANN001
     question = "ما هو التشخيص المحتمل في هذه الصورة؟"
-    text = render(tokenizer, [Message("user", question, (IMG,))])
+    text = steered(tokenizer, [Message("user", question, (IMG,))])
     assert text == SYS + USER + "<image>\n" + question + "\n\nأجب باللغة العربية الفصحى." + EOT + ASSISTANT
 
 
@@ -60,7 +64,7 @@ def test_image_introduced_in_turn_two(tokenizer) -> None:  # noqa: ANN001
         Message("assistant", "Air in the pleural space."),
         Message("user", "Does this X-ray show one?", (IMG,)),
     ]
-    text = render(tokenizer, messages)
+    text = steered(tokenizer, messages)
     assert text == (
         SYS
         + USER
@@ -82,7 +86,7 @@ def test_arabic_multi_turn_image_in_turn_two_two_images(tokenizer) -> None:  # n
         Message("assistant", "وجود هواء في الحيز الجنبي."),
         Message("user", "قارن بين هاتين الصورتين.", (IMG, IMG)),
     ]
-    text = render(tokenizer, messages)
+    text = steered(tokenizer, messages)
     assert text == (
         SYS
         + USER
@@ -98,18 +102,19 @@ def test_arabic_multi_turn_image_in_turn_two_two_images(tokenizer) -> None:  # n
     )
 
 
-def test_language_hint_follows_the_latest_turn_and_can_be_disabled(tokenizer) -> None:  # noqa: ANN001
+def test_language_hint_is_opt_in_and_follows_the_latest_turn(tokenizer) -> None:  # noqa: ANN001
     messages = [Message("user", "Hello"), Message("assistant", "Hi"), Message("user", "ما أعراض فقر الدم؟")]
-    steered = render(tokenizer, messages)
-    assert steered.count("أجب باللغة العربية الفصحى.") == 1 and "Answer in English." not in steered
-    plain = render(tokenizer, messages, steer_language=False)
+    hinted = steered(tokenizer, messages)
+    assert hinted.count("أجب باللغة العربية الفصحى.") == 1 and "Answer in English." not in hinted
+    plain = render(tokenizer, messages)
     assert "أجب" not in plain and plain.endswith(USER + "ما أعراض فقر الدم؟" + EOT + ASSISTANT)
 
 
 def test_explicit_system_message_replaces_default(tokenizer) -> None:  # noqa: ANN001
     text = render(tokenizer, [Message("system", "You are a radiologist."), Message("user", "Hi")], steer_language=False)
     assert text.startswith(
-        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a radiologist.<|eot_id|>"
+        "<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        "You are a radiologist.<|eot_id|>"
     )
     assert BIMEDIX2_SYSTEM_PROMPT not in text
 
@@ -117,7 +122,8 @@ def test_explicit_system_message_replaces_default(tokenizer) -> None:  # noqa: A
 def test_rendered_prompt_tokenizes_special_tokens_atomically(tokenizer) -> None:  # noqa: ANN001
     text = render(tokenizer, [Message("user", "Hi", (IMG,))])
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert ids[0] == tokenizer.convert_tokens_to_ids("<|begin_of_text|>")
+    bos = tokenizer.convert_tokens_to_ids("<|begin_of_text|>")
+    assert ids[:2] == [bos, bos] and ids[2] != bos
     assert ids.count(tokenizer.convert_tokens_to_ids("<image>")) == 1
     assert ids.count(tokenizer.convert_tokens_to_ids("<|eot_id|>")) == 2
 
@@ -162,5 +168,5 @@ def test_conversation_image_limit() -> None:
 
 
 def test_image_only_message_is_allowed(tokenizer) -> None:  # noqa: ANN001
-    text = render(tokenizer, [Message("user", "", (IMG,))])
+    text = steered(tokenizer, [Message("user", "", (IMG,))])
     assert USER + "<image>\nAnswer in English." + EOT in text
