@@ -45,6 +45,7 @@ import asyncio
 import contextvars
 import hashlib
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -63,6 +64,16 @@ from .errors import ConfigError, LLMError
 ChatMessages = Sequence[Mapping[str, str]]
 _NO_KEY = "no-key"  # placeholder the SDK requires; the Authorization header is then omitted
 _ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("llm_attempts", default=None)
+
+
+class _NoRequestBodies(logging.Filter):
+    """Drops the SDK's debug record of request options: some SDK 3.x releases put the prompt in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Request options")
+
+
+logging.getLogger("openai._base_client").addFilter(_NoRequestBodies())
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ Replies, in order of precedence for each request: a matching ``fault_when`` rule
 scripted item, else ``responder(body) -> str`` (the assistant message content; default: echo
 of the last user message). Faults (``FAULTS``):
 
-- ``"429"`` (with ``Retry-After: 0``), ``"500"``, ``"503"``, ``"400"``, ``"401"``: that HTTP status;
+- ``"429"`` (with ``Retry-After:`` the ``retry_after`` argument, default ``"0"``), ``"500"``,
+  ``"503"``, ``"400"``, ``"401"``: that HTTP status;
 - ``"timeout"``: the reply is held ``timeout_hold_s`` (default 30 s, cut short on stop), so the
   client's own timeout fires;
 - ``"malformed"``: HTTP 200 whose message content is broken JSON (tests JSON-reply parsing);
@@ -82,11 +83,13 @@ class FakeOpenAIServer:
         latency_s: float = 0.0,
         timeout_hold_s: float = 30.0,
         model: str = "fake-model",
+        retry_after: str = "0",
     ) -> None:
         self.responder = responder or echo_responder
         self.latency_s = latency_s
         self.timeout_hold_s = timeout_hold_s
         self.model = model
+        self.retry_after = retry_after
         self._lock = threading.Lock()
         self._queue: collections.deque[str] = collections.deque()
         self._rules: list[list[Any]] = []  # [predicate, fault, remaining]
@@ -238,7 +241,7 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             outcome = "ok" if decision is None or decision.startswith("=") else decision
             server._record(body, outcome, self.headers.get("Authorization"))
             if decision in ("400", "401", "429", "500", "503"):
-                extra = {"Retry-After": "0"} if decision == "429" else None
+                extra = {"Retry-After": server.retry_after} if decision == "429" else None
                 self._send(int(decision), b'{"error": {"message": "injected fault"}}', extra)
                 return
             if decision == "timeout":

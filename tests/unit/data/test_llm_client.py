@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import traceback
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,105 @@ def test_concurrency_is_bounded() -> None:
         assert server.peak_inflight >= 2  # it does run requests side by side
 
 
+def test_retry_after_on_429_is_honoured_by_the_sdk() -> None:
+    with FakeOpenAIServer(retry_after="0.6") as server:
+        server.inject("429")
+
+        async def go():
+            async with LLMClient(cfg(server)) as llm:  # own backoff ~1 ms: the wait is the server's
+                return await llm.chat(MSG), llm.usage
+
+        reply, usage = run(go())
+        first, second = server.requests
+        assert reply.text.startswith("echo:") and usage.retries == 1
+        assert second.at - first.at >= 0.55
+
+        server.reset()
+        server.retry_after = "0"  # no usable Retry-After: the configured backoff, not the SDK's 0.5 s
+        server.inject("429")
+        run(go())
+        first, second = server.requests
+        assert second.at - first.at < 0.3
+
+
+PATIENT = "Patient Fatima Al-Zahra, MRN 99812, HIV positive"
+
+
+def test_timeout_gives_llm_error_naming_the_endpoint_never_the_prompt(
+    fake_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake_server.inject("timeout", "timeout")
+
+    async def go():
+        async with LLMClient(cfg(fake_server, timeout_s=0.3, max_retries=1)) as llm:
+            await llm.chat([{"role": "user", "content": PATIENT}])
+
+    with pytest.raises(LLMError) as info:
+        run(go())
+    message = str(info.value)
+    assert message.startswith(fake_server.base_url)
+    assert "failed after 2 attempts (last: timed out after 0.3 s)" in message
+    assert "99812" not in "".join(traceback.format_exception(info.value))
+    assert "99812" not in caplog.text
+    assert [r.outcome for r in fake_server.requests] == ["timeout", "timeout"]
+
+
+def test_prompts_and_replies_are_never_logged(fake_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake_server.inject("500")
+
+    async def go():
+        async with LLMClient(cfg(fake_server)) as llm:
+            return await llm.chat([{"role": "user", "content": PATIENT}])
+
+    assert "99812" in run(go()).text  # echoed back
+    logging.getLogger("openai._base_client").debug("Request options: %s", {"json_data": PATIENT})
+    assert caplog.records  # the SDK and httpx2 did log (metadata)
+    assert "99812" not in caplog.text
+
+
+def test_cache_hit_sends_no_request(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
+    config = cfg(fake_server, cache_path=tmp_path / "cache.sqlite", max_retries=0)
+
+    async def go():
+        async with LLMClient(config) as llm:
+            await llm.chat(MSG)
+        fake_server.inject("500")  # would fail the call if a request were sent
+        async with LLMClient(config) as llm:
+            return await llm.chat(MSG), llm.usage
+
+    reply, usage = run(go())
+    assert reply.cached and reply.text == "echo: What is anaemia?"
+    assert len(fake_server.requests) == 1
+    assert (usage.calls, usage.cache_hits, usage.retries) == (0, 1, 0)
+
+
+def test_identical_concurrent_requests_share_one_failure() -> None:
+    with FakeOpenAIServer(latency_s=0.2) as server:
+        server.inject("400")
+
+        async def go():
+            async with LLMClient(cfg(server)) as llm:
+                return await asyncio.gather(*(llm.chat(MSG) for _ in range(5)), return_exceptions=True)
+
+        errors = run(go())
+        assert all(isinstance(e, LLMError) and "HTTP 400" in str(e) for e in errors)
+        assert len(server.requests) == 1
+
+
+def test_chat_json_repairs_fenced_reply_without_asking_again(fake_server: FakeOpenAIServer) -> None:
+    fake_server.script('Here is the JSON you asked for:\n```json\n{"score": 95, "note": "جيد"}\n```\nDone.')
+
+    async def go():
+        async with LLMClient(cfg(fake_server)) as llm:
+            return await llm.chat_json(MSG)
+
+    reply = run(go())
+    assert reply.ok and reply.attempts == 1 and reply.value == {"score": 95, "note": "جيد"}
+    assert len(fake_server.requests) == 1
+
+
 def test_chat_json_retries_malformed_then_succeeds(fake_server: FakeOpenAIServer) -> None:
     fake_server.script("malformed", '```json\n{"answer": "نعم", "score": 90}\n```')
 
@@ -170,6 +271,8 @@ def test_chat_json_retries_malformed_then_succeeds(fake_server: FakeOpenAIServer
     assert reply.ok and reply.attempts == 2
     assert reply.value == {"answer": "نعم", "score": 90}
     assert usage.json_failures == 0
+    first, second = fake_server.bodies()
+    assert first == second
 
 
 def test_chat_json_records_failure_after_attempts_and_replays_it_from_cache(
