@@ -1,4 +1,4 @@
-"""`bimedix2 convert` (llava_llama -> transformers Llava) and `bimedix2 info`."""
+"""`bimedix2 convert` (a checkpoint to the format its format converts to) and `bimedix2 info`."""
 
 from __future__ import annotations
 
@@ -7,17 +7,27 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ..model.formats import ConvertibleFormat, convertible_formats, get_format
 from .options import add_model_options, load_options
+
+
+def _conversions() -> str:
+    """'llava-llama -> hf-llava, gguf -> causal-lm' from the registry."""
+    pairs = (get_format(name) for name in convertible_formats())
+    return ", ".join(f"{fmt.name} -> {fmt.converts_to}" for fmt in pairs if isinstance(fmt, ConvertibleFormat))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
-        "convert", help="convert an original LLaVA (llava_llama) checkpoint to a transformers Llava checkpoint"
+        "convert",
+        help=f"convert a checkpoint for other tools ({_conversions()}), e.g. BiMediX2-8B for vLLM",
     )
-    convert.add_argument("src", type=Path, help="llava_llama checkpoint directory (e.g. BiMediX2-8B)")
+    convert.add_argument("src", type=Path, help="checkpoint directory or file (e.g. BiMediX2-8B)")
     convert.add_argument("dst", type=Path, help="new output directory")
     convert.add_argument("--vision-tower", default=None, help="CLIP tower path or id (default: mm_vision_tower)")
-    convert.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: the checkpoint's)")
+    convert.add_argument(
+        "--dtype", default=None, help="float32, bfloat16, float16 (default: the checkpoint's; float32 from GGUF)"
+    )
     convert.set_defaults(func=run_convert)
 
     info = subparsers.add_parser("info", help="show the model's format, family, template, device and dtype")
@@ -27,13 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    import torch
+    from ..model.base import LoadOptions
+    from ..model.loader import convert_checkpoint
 
-    from ..model.llava_llama import convert_llava_llama
-
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    out = convert_llava_llama(args.src, args.dst, vision_tower=args.vision_tower, dtype=dtype)
-    print(f"wrote transformers Llava checkpoint to {out}")
+    options = LoadOptions(vision_tower=args.vision_tower, dtype=args.dtype or "auto")
+    out, fmt = convert_checkpoint(args.src, args.dst, options)
+    print(f"wrote {get_format(fmt).summary} to {out}")
     return 0
 
 

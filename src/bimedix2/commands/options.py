@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..model.base import LoadOptions
+from ..model.formats import format_names
 from ..types import GenParams
 
 
@@ -20,8 +22,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--format",
         default="auto",
-        choices=("auto", "hf-llava", "llava-llama", "causal-lm", "gguf"),
-        help="checkpoint format (default: from the checkpoint's config.json)",
+        choices=("auto", *format_names()),
+        help="checkpoint format (default: detected from the checkpoint's files)",
     )
     group.add_argument(
         "--template",
@@ -95,7 +97,7 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
         metavar="PRESET",
         help=f"DICOM greyscale window: {', '.join(WINDOW_PRESETS)} or CENTRE,WIDTH such as 40,400 "
         "(default: the file's own VOI LUT or window, else the full range; a negative centre needs '=': "
-             "--window=-600,1500)",
+        "--window=-600,1500)",
     )
     group.add_argument(
         "--frame",
@@ -107,10 +109,8 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_options(args: argparse.Namespace):  # noqa: ANN201 - returns LoadOptions (lazy import)
+def load_options(args: argparse.Namespace) -> LoadOptions:
     """LoadOptions from parsed arguments."""
-    from ..model.loader import LoadOptions
-
     return LoadOptions(
         format=args.format,
         chat_template=args.template,

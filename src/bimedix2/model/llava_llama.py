@@ -17,7 +17,6 @@ used, and the engine never samples it).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from ..conversation import BIMEDIX2_LLAMA3
 from ..errors import ModelLoadError
 from ..fileio import atomic_directory
 from ..images import CLIP_MEAN, CLIP_STD
+from .base import read_config
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +90,6 @@ class VisionTower:
     config: CLIPVisionConfig
     image_processor: CLIPImageProcessorPil
     local_dir: Path | None
-
-
-def read_config(checkpoint: Path) -> dict[str, Any]:
-    """The raw `config.json` of a checkpoint directory."""
-    path = checkpoint / "config.json"
-    if not path.is_file():
-        raise ModelLoadError(f"{checkpoint}: no config.json; is this a model checkpoint directory?")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path}: invalid JSON ({exc})") from None
 
 
 def _clip_processor(image_size: int) -> CLIPImageProcessorPil:

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..conversation import BIMEDIX2_LLAMA3, BUILTIN_TEMPLATES
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
+from ..model.formats import ConvertibleFormat, detect_format, get_format
 from ..types import GenParams
+
+# Checkpoint formats vLLM's own loaders read (a fact about vLLM, not about our registry).
+VLLM_FORMATS = ("hf-llava", "causal-lm", "gguf")
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,25 @@ def write_template(path: Path, template: str = BIMEDIX2_LLAMA3.name) -> Path:
 
 
 def check_model(model: str) -> None:
-    """Refuse checkpoints vLLM cannot load: the original llava_llama layout needs `bimedix2 convert` first."""
-    config = Path(model).expanduser() / "config.json"
-    if not config.is_file():
+    """Refuse local checkpoints of a format vLLM cannot load, naming the conversion that fixes it."""
+    path = Path(model).expanduser()
+    if not path.exists():
         return  # a Hub id: vLLM resolves it itself
-    model_type = json.loads(config.read_text()).get("model_type")
-    if model_type == "llava_llama":
+    try:
+        fmt = get_format(detect_format(path))
+    except ModelLoadError:
+        return  # nothing we recognise; vLLM reports what it cannot read
+    if fmt.name in VLLM_FORMATS:
+        return
+    if isinstance(fmt, ConvertibleFormat) and fmt.converts_to in VLLM_FORMATS:
         raise ConfigError(
-            f"{model} is an original LLaVA (llava_llama) checkpoint, which vLLM cannot load; convert it once with "
+            f"{model} is in the {fmt.name} format ({fmt.summary}), which vLLM cannot load; convert it once with "
             f"`bimedix2 convert {model} OUT_DIR` and serve OUT_DIR (or use MBZUAI/BiMediX2-8B-hf)"
         )
+    raise ConfigError(
+        f"{model} is in the {fmt.name} format ({fmt.summary}), which vLLM cannot load "
+        f"(it loads {', '.join(VLLM_FORMATS)})"
+    )
 
 
 def build_command(options: VllmOptions, template_path: Path) -> list[str]:

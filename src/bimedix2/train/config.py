@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import ConfigError
+from ..model.formats import format_names
 
 Stage = Literal["stage1", "stage2"]
 
@@ -22,12 +23,18 @@ class ModelConfig:
     """Which checkpoint to start from and how to load it."""
 
     path: str | None = None  # checkpoint dir / hub id; None = embedded SmolLM2 (text only)
-    format: Literal["auto", "hf-llava", "llava-llama", "causal-lm", "gguf"] = "auto"
+    format: str = "auto"  # auto (from the checkpoint's files) or a registered checkpoint format
     chat_template: str = "auto"  # auto, model, bimedix2-llama3
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU that has it
     vision_tower: str | None = None  # llava-llama checkpoints: override mm_vision_tower
     projector_weights: str | None = None  # stage-1 output (projector.safetensors) to start stage 2 from
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' default
+
+    def validate(self) -> None:
+        if self.format != "auto" and self.format not in format_names():
+            raise ConfigError(
+                f"model.format: unknown checkpoint format {self.format!r}. Available: auto, {', '.join(format_names())}"
+            )
 
 
 @dataclass(frozen=True)

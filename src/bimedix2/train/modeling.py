@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import TrainingError
+from ..errors import ModelLoadError, TrainingError
 from ..model.loader import LoadedModel, LoadOptions, load_model
 from .config import LoraConfig, TrainConfig
 
@@ -40,24 +40,31 @@ def resolve_precision(choice: str, device: str) -> str:
 
 
 def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedModel:
-    """Load the configured checkpoint on the CPU (the Trainer places it), in the training dtype.
+    """Load the configured checkpoint in the training dtype.
 
-    Frozen weights are stored in bf16/fp16 under mixed precision; trainable ones are cast to
-    fp32 later (`cast_trainable_to_fp32`).
+    Unquantised, it loads on the CPU (the Trainer places it); frozen weights are stored in
+    bf16/fp16 under mixed precision and trainable ones cast to fp32 later
+    (`cast_trainable_to_fp32`). QLoRA (stage 2, lora.quantization=4bit) loads 4-bit NF4
+    weights straight onto this process's GPU.
     """
     dtype = cfg.model.dtype
     if dtype == "auto":
         dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
-    if cfg.lora.quantization == "4bit" and cfg.stage == "stage2":
-        return _load_4bit(cfg, device)
+    quantization = "4bit" if cfg.lora.quantization == "4bit" and cfg.stage == "stage2" else "none"
     options = LoadOptions(
         format=cfg.model.format,
         chat_template=cfg.model.chat_template,
-        device="cpu",
+        device=_load_device(device) if quantization == "4bit" else "cpu",
         dtype=dtype,
         vision_tower=cfg.model.vision_tower,
+        quantization=quantization,
     )
-    loaded = load_model(cfg.model.path, options)
+    try:
+        loaded = load_model(cfg.model.path, options)
+    except ModelLoadError as exc:
+        if quantization == "none":
+            raise
+        raise TrainingError(f"lora.quantization=4bit: {exc}") from None
     if cfg.model.attn_implementation:
         loaded.model.set_attn_implementation(cfg.model.attn_implementation)
     if cfg.model.projector_weights:
@@ -66,67 +73,11 @@ def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedMo
     return loaded
 
 
-def _load_4bit(cfg: TrainConfig, device: str) -> LoadedModel:
-    """QLoRA base: 4-bit NF4 weights via bitsandbytes (vision tower, projector and lm_head unquantised)."""
-    if device != "cuda":
-        raise TrainingError(
-            "lora.quantization=4bit (QLoRA) needs a CUDA GPU with bitsandbytes; this machine has none. "
-            "Use lora.quantization=none to train LoRA on the CPU."
-        )
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise TrainingError("lora.quantization=4bit needs bitsandbytes: pip install bitsandbytes") from None
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlavaForConditionalGeneration
-
-    from ..model import loader
-
-    if cfg.model.path is None:
-        raise TrainingError("lora.quantization=4bit needs model.path (a transformers checkpoint)")
-    path = Path(cfg.model.path)
-    fmt = loader.detect_format(path) if cfg.model.format == "auto" else cfg.model.format
-    if fmt not in ("hf-llava", "causal-lm"):
-        raise TrainingError(
-            f"QLoRA loads transformers checkpoints only; {path} is {fmt}. Convert it first with `bimedix2 convert`."
-        )
-    bnb = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-        llm_int8_skip_modules=["vision_tower", PROJECTOR_NAME, "lm_head"],
-    )
-    local_rank = torch.distributed.get_rank() % torch.cuda.device_count() if torch.distributed.is_initialized() else 0
-    kwargs: dict[str, Any] = dict(quantization_config=bnb, dtype=torch.bfloat16, device_map={"": local_rank})
-    if cfg.model.attn_implementation:
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
-    # load_model has no quantization option, so the 4-bit path calls from_pretrained and reuses its helpers.
-    if fmt == "hf-llava":
-        from transformers import AutoProcessor
-
-        model = LlavaForConditionalGeneration.from_pretrained(path, **kwargs)
-        processor = AutoProcessor.from_pretrained(path)
-        loader._align_processor(model, processor)
-        tokenizer = processor.tokenizer
-        template = loader._pick_template(cfg.model.chat_template, processor, None, str(path))
-        tokens = loader._tokens_per_image(model)
-        info = loader._info(str(path), fmt, "llava", template, model, tokens)
-        loaded = LoadedModel(model, tokenizer, processor, template, info, "pad", model.config.image_token_index, tokens)
-    else:
-        from transformers import AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        template = loader._pick_template(cfg.model.chat_template, tokenizer, None, str(path))
-        loaded = LoadedModel(
-            model, tokenizer, None, template, loader._info(str(path), fmt, "causal-lm", template, model, None)
-        )
-    if cfg.model.projector_weights:
-        load_projector(model, Path(cfg.model.projector_weights))
-    model.config.use_cache = False
-    return loaded
+def _load_device(device: str) -> str:
+    """This process's own GPU under torch.distributed (one per local rank), else `device`."""
+    if device == "cuda" and torch.distributed.is_initialized():
+        return f"cuda:{torch.distributed.get_rank() % torch.cuda.device_count()}"
+    return device
 
 
 def find_projector(model: torch.nn.Module) -> torch.nn.Module | None:
