@@ -1,4 +1,4 @@
-"""The one file layer every layer shares: atomic writes (file, text, JSON, JSONL, directory) and strict JSONL reading.
+"""The one file layer every layer shares: atomic writes (file, text, JSON, JSONL, directory) and JSON/JSONL reading.
 
 Every writer goes to a temporary name beside the target, fsyncs, and renames only when the
 whole write succeeded, so an interrupted run, a full disk or a crash never leaves a
@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 
 @contextmanager
@@ -37,7 +37,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path` ("w" text as UTF-8, or "wb"); rename it onto `path` only if the block succeeds."""
+    """Open a temporary file beside `path` ("w" text as UTF-8, or "wb"); rename it onto `path` if the block succeeds."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_writer mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
@@ -84,6 +84,43 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
     return count
 
 
+class JsonlLine(NamedTuple):
+    """One non-blank JSONL line: its object, or why it is not one; `end` is the byte offset after it."""
+
+    number: int
+    obj: dict[str, Any] | None
+    problem: str | None
+    end: int
+
+
+def scan_jsonl(path: Path) -> Iterator[JsonlLine]:
+    """Every non-blank line of a JSONL file, bad ones included (with the problem), never raising for a line.
+
+    For readers that report bad lines and go on (validation, resumable jobs); `iter_jsonl` is the
+    strict form. Invalid UTF-8 is reported with its line, never replaced silently.
+    """
+    with Path(path).open("rb") as handle:
+        end = 0
+        for number, raw in enumerate(handle, 1):
+            end += len(raw)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield JsonlLine(number, None, f"not valid UTF-8 (byte {exc.start})", end)
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield JsonlLine(number, None, f"not valid JSON ({exc.msg})", end)
+                continue
+            if not isinstance(obj, dict):
+                yield JsonlLine(number, None, "expected a JSON object", end)
+                continue
+            yield JsonlLine(number, obj, None, end)
+
+
 def iter_jsonl(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line; `error` names the file and line of a bad one.
 
@@ -93,18 +130,24 @@ def iter_jsonl(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[s
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: file not found")
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise error(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise error(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise error(f"{path}:{line_no}: expected a JSON object")
-            yield line_no, obj
+    for line in scan_jsonl(path):
+        if line.obj is None:
+            raise error(f"{path}:{line.number}: {line.problem}")
+        yield line.number, line.obj
+
+
+def read_json(path: Path, error: type[Exception]) -> Any:
+    """A whole JSON file's value; `error` names the file (and line) when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
