@@ -198,10 +198,10 @@ def _print_stats(stats: dict[str, Any]) -> None:
 def _store(out_dir: Path):  # noqa: ANN202
     from ..data.jobstore import JobStore
     from ..data.translate.pipeline import JOB_DB
-    from ..errors import DataError
+    from ..errors import RecordError
 
     if not (out_dir / JOB_DB).is_file():
-        raise DataError(f"{out_dir}: no translation job here ({JOB_DB} missing)")
+        raise RecordError(f"{out_dir}: no translation job here ({JOB_DB} missing)")
     return JobStore(out_dir / JOB_DB)
 
 

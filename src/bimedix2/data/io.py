@@ -1,81 +1,62 @@
 """Streaming record I/O: JSONL (the pipeline's format), LLaVA JSON arrays, Parquet and HF datasets.
 
-Readers are generators (memory stays flat over 1.6M records); writers write to a temporary
-file in the same folder and rename it into place, so a crash never leaves a half-written
-output. Text is written as UTF-8 with ``ensure_ascii=False`` and is never normalised.
+Readers are generators (memory stays flat over 1.6M records) and parse every record with
+`schema.record_from_json`; writers go through `fileio.atomic_writer`, so a crash never leaves
+a half-written output. Text is written as UTF-8 with ``ensure_ascii=False`` and is never normalised.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tqdm import tqdm
 
-from ..errors import DataError
-from .schema import Record, record_from_json, record_to_json, validate_record
+from ..errors import RecordError
+from ..fileio import atomic_write_jsonl, atomic_writer, iter_jsonl, read_json, scan_jsonl
+from .schema import Record, loose_id, parse_json, record_from_json, record_to_json, validate_record
 
 
-def iter_json_objects(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank JSONL line; ``DataError`` names a bad line."""
+def iter_record_objects(path: str | Path) -> Iterator[tuple[Any, str]]:
+    """(raw record, "file:line" or "file[index]") of a record file, in file order.
+
+    ``.jsonl`` is one record a line (streamed), ``.json`` a LLaVA array (loaded whole),
+    ``.parquet`` as written by `write_parquet`; any other name is read as an array when its
+    first non-blank byte is ``[``, as JSONL otherwise.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with path.open("r", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from exc
+        raise RecordError(f"{path}: file not found")
+    if path.suffix == ".parquet":
+        yield from _parquet_objects(path)
+    elif path.suffix == ".json" or (path.suffix != ".jsonl" and _starts_with_bracket(path)):
+        data = read_json(path, RecordError)
+        if not isinstance(data, list):
+            raise RecordError(f"{path}: expected a JSON array of records (use .jsonl for one record per line)")
+        for index, obj in enumerate(data):
+            yield obj, f"{path}[{index}]"
+    else:
+        for line_no, obj in iter_jsonl(path, RecordError):
+            yield obj, f"{path}:{line_no}"
+
+
+def _starts_with_bracket(path: Path) -> bool:
+    with path.open("rb") as handle:
+        while chunk := handle.read(4096):
+            if stripped := chunk.lstrip():
+                return stripped.startswith(b"[")
+    return False
 
 
 def iter_records(path: str | Path) -> Iterator[Record]:
-    """Records of a JSONL file (or a LLaVA ``.json`` array, which is loaded whole), in file order."""
-    path = Path(path)
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: cannot read JSON array ({exc})") from exc
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON array of records")
-        for i, obj in enumerate(data):
-            yield record_from_json(obj, f"{path}[{i}]")
-        return
-    if path.suffix == ".parquet":
-        yield from iter_parquet(path)
-        return
-    for line_no, obj in iter_json_objects(path):
-        yield record_from_json(obj, f"{path}:{line_no}")
-
-
-@contextlib.contextmanager
-def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Records of a JSONL, LLaVA ``.json`` or Parquet file, in file order; `RecordError` names a bad one."""
+    for obj, where in iter_record_objects(path):
+        yield record_from_json(obj, where)
 
 
 def dumps_record(record: Record) -> str:
@@ -85,12 +66,7 @@ def dumps_record(record: Record) -> str:
 
 def write_jsonl(records: Iterable[Record], path: str | Path) -> int:
     """Write records atomically as JSONL; returns how many were written."""
-    count = 0
-    with atomic_writer(path) as fh:
-        for record in records:
-            fh.write(dumps_record(record) + "\n")
-            count += 1
-    return count
+    return atomic_write_jsonl(path, (record_to_json(record) for record in records))
 
 
 # ---- Parquet / Hugging Face datasets ------------------------------------------------------------
@@ -144,19 +120,24 @@ def write_parquet(records: Iterable[Record], path: str | Path, batch_size: int =
 
 def iter_parquet(path: str | Path, batch_size: int = 4096) -> Iterator[Record]:
     """Records of a Parquet file written by ``write_parquet``, streamed batch by batch."""
+    for obj, where in _parquet_objects(Path(path), batch_size):
+        yield record_from_json(obj, where)
+
+
+def _parquet_objects(path: Path, batch_size: int = 4096) -> Iterator[tuple[dict[str, Any], str]]:
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(str(path))
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read Parquet ({exc})") from exc
+        raise RecordError(f"{path}: cannot read Parquet ({exc})") from exc
     index = 0
     for batch in parquet.iter_batches(batch_size=batch_size):
         for row in batch.to_pylist():
             obj = dict(row)
             obj["image"] = obj.pop("images") or None
             obj["provenance"] = json.loads(obj["provenance"] or "{}")
-            yield record_from_json(obj, f"{path}[{index}]")
+            yield obj, f"{path}[{index}]"
             index += 1
 
 
@@ -226,78 +207,59 @@ def validate_file(
 ) -> ValidationReport:
     """Check every line of a JSONL record file, collecting all problems (never stops at the first).
 
-    Checks JSON syntax, structure, semantics (``validate_record``), duplicate ids and, with
-    ``image_root``, that each image file exists. Memory: 16 bytes per record (id hash and line)
-    for duplicate detection, which runs after the pass.
+    Checks UTF-8, JSON syntax, structure (the parser training uses, worded the same),
+    semantics (``validate_record``), duplicate ids and, with ``image_root``, that each image
+    file exists. Memory: 16 bytes per record (id hash and line) for duplicate detection,
+    which runs after the pass.
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise RecordError(f"{path}: file not found")
     report = ValidationReport(path=path)
     digests, lines = array("Q"), array("Q")
     root = Path(image_root) if image_root is not None else None
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="validate", disable=not progress)
-    with bar, path.open("r", encoding="utf-8", errors="strict") as fh:
-        line_no = 0
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as exc:
-                report.issues.append(Issue(line_no + 1, "", (f"not UTF-8 ({exc.reason})",)))
-                break
-            if not line:
-                break
-            bar.update(len(line.encode("utf-8")))
-            line_no += 1
-            if not line.strip():
-                continue
+    with bar:
+        for line in scan_jsonl(path):
+            bar.update(line.end - bar.n)
             report.total += 1
-            rid = ""
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.issues.append(Issue(line_no, "", (f"not valid JSON ({exc.msg} at column {exc.colno})",)))
+            if line.obj is None:
+                report.issues.append(Issue(line.number, "", (str(line.problem),)))
                 continue
-            if isinstance(obj, dict) and isinstance(obj.get("id"), (str, int)):
-                rid = str(obj["id"])
-            try:
-                record = record_from_json(obj)
-            except DataError as exc:
-                message = str(exc).split(": ", 1)[1] if str(exc).startswith("record ") else str(exc)
-                report.issues.append(Issue(line_no, rid, (message,)))
+            rid = loose_id(line.obj)
+            record, problems = parse_json(line.obj)
+            if record is None:
+                report.issues.append(Issue(line.number, rid, ("; ".join(problems),)))
                 continue
             problems = validate_record(record)
             digests.append(_id_digest(record.id))
-            lines.append(line_no)
+            lines.append(line.number)
             if root is not None:
                 for image in record.images:
                     if not (root / image).is_file():
                         problems.append(f"image not found: {image}")
                         report.missing_images += 1
             if problems:
-                report.issues.append(Issue(line_no, rid, tuple(problems)))
-    duplicates = _duplicates(digests, lines)
-    if duplicates:
-        by_line = {issue.line: issue for issue in report.issues}
-        for line_no, first in duplicates.items():
-            problem = f"duplicate id (first on line {first})"
-            old = by_line.get(line_no)
-            by_line[line_no] = (
-                Issue(line_no, old.id, (*old.problems, problem)) if old else Issue(line_no, "", (problem,))
-            )
-        ids = _ids_at(path, {n for n, issue in by_line.items() if not issue.id and n in duplicates})
-        report.issues = [Issue(i.line, i.id or ids.get(i.line, ""), i.problems) for _, i in sorted(by_line.items())]
+                report.issues.append(Issue(line.number, rid, tuple(problems)))
+    _add_duplicates(report, _duplicates(digests, lines))
     return report
+
+
+def _add_duplicates(report: ValidationReport, duplicates: dict[int, int]) -> None:
+    """Add a "duplicate id" problem to every repeated record's issue (creating it when needed)."""
+    if not duplicates:
+        return
+    by_line = {issue.line: issue for issue in report.issues}
+    for line_no, first in duplicates.items():
+        problem = f"duplicate id (first on line {first})"
+        old = by_line.get(line_no)
+        by_line[line_no] = Issue(line_no, old.id, (*old.problems, problem)) if old else Issue(line_no, "", (problem,))
+    ids = _ids_at(report.path, {n for n, issue in by_line.items() if not issue.id and n in duplicates})
+    report.issues = [Issue(i.line, i.id or ids.get(i.line, ""), i.problems) for _, i in sorted(by_line.items())]
 
 
 def _ids_at(path: Path, wanted: set[int]) -> dict[int, str]:
     """Record ids on the given line numbers (a second pass, only when duplicates were found)."""
-    found: dict[int, str] = {}
     if not wanted:
-        return found
-    with path.open("r", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line_no in wanted:
-                obj = json.loads(line)
-                found[line_no] = str(obj.get("id", ""))
-    return found
+        return {}
+    return {line.number: loose_id(line.obj) for line in scan_jsonl(path) if line.number in wanted}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, RecordError
 
 STATUSES = ("done", "review", "failed", "invalid", "skipped")
 DECISIONS = ("accepted", "edited", "rejected")
@@ -105,9 +105,6 @@ class JobStore:
             )
 
     # ---- items ----------------------------------------------------------------------------------
-    def is_finished(self, idx: int) -> bool:
-        return self._db.execute("SELECT 1 FROM items WHERE idx = ?", (idx,)).fetchone() is not None
-
     def finished_id(self, idx: int) -> str | None:
         """The record id stored for a finished idx, or None when it is not finished."""
         row = self._db.execute("SELECT rec_id FROM items WHERE idx = ?", (idx,)).fetchone()
@@ -121,7 +118,7 @@ class JobStore:
     def put(self, idx: int, result: ItemResult) -> None:
         """Store a finished record (idempotent: the same idx twice keeps one row)."""
         if result.status not in STATUSES:
-            raise DataError(f"unknown job status {result.status!r}")
+            raise RecordError(f"unknown job status {result.status!r}")
         self._db.execute(
             "INSERT OR REPLACE INTO items (idx, rec_id, status, output, info, first_score, final_score, threshold,"
             " rounds, review_reason, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -170,16 +167,16 @@ class JobStore:
     def decide(self, idx: int, decision: str, output: Mapping[str, Any] | None = None) -> None:
         """Record a reviewer's decision (``edited`` needs the corrected output record)."""
         if decision not in DECISIONS:
-            raise DataError(f"decision must be one of {DECISIONS}, got {decision!r}")
+            raise RecordError(f"decision must be one of {DECISIONS}, got {decision!r}")
         if decision == "edited" and output is None:
-            raise DataError("an 'edited' decision needs the edited record")
+            raise RecordError("an 'edited' decision needs the edited record")
         cursor = self._db.execute(
             "UPDATE items SET decision = ?, decided_output = ?, decided_at = ?"
             " WHERE idx = ? AND review_reason IS NOT NULL",
             (decision, json.dumps(output, ensure_ascii=False) if output is not None else None, time.time(), idx),
         )
         if cursor.rowcount != 1:
-            raise DataError(f"item {idx} is not in the review queue")
+            raise RecordError(f"item {idx} is not in the review queue")
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only aggregate query (used for statistics)."""

@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from ..config import save_config
-from ..errors import ConfigError, DataError
-from .io import atomic_writer, dumps_record, iter_records
+from ..errors import ConfigError, RecordError
+from ..fileio import atomic_write_text, atomic_writer
+from .io import dumps_record, iter_records
 from .schema import LANGUAGES, SPLITS, record_to_json
 
 
@@ -89,7 +91,7 @@ def _scan(path: Path, seed: int, desc: str) -> tuple[np.ndarray, np.ndarray, np.
     content, rank, lang = array("Q"), array("Q"), array("b")  # compact: no Python int objects kept
     for record in tqdm(iter_records(path), desc=f"scan {desc}", unit="rec"):
         if record.language not in LANGUAGES:
-            raise DataError(f"{path}: record {record.id}: language {record.language!r} not in {LANGUAGES}")
+            raise RecordError(f"{path}: record {record.id}: language {record.language!r} not in {LANGUAGES}")
         content.append(_h64(_content_key(record_to_json(record))))
         rank.append(_h64(f"{seed}:{record.id}"))
         lang.append(LANGUAGES.index(record.language))
@@ -104,7 +106,7 @@ def _apply_ratio(wanted: dict[str, dict[str, int]], ratio: dict[str, float]) -> 
     """Scale down languages so totals follow ``ratio`` (never scales up)."""
     totals = {lang: sum(cells.get(lang, 0) for cells in wanted.values()) for lang in ratio}
     if not all(totals.values()):
-        raise DataError(f"language_ratio {ratio}: a language has no records (available: {totals})")
+        raise RecordError(f"language_ratio {ratio}: a language has no records (available: {totals})")
     unit = min(totals[lang] / ratio[lang] for lang in ratio)
     out: dict[str, dict[str, int]] = {}
     for name, cells in wanted.items():
@@ -147,7 +149,7 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
         else:
             target = n_avail
         if target > n_avail:
-            raise DataError(f"source {name}: {target} records wanted, only {n_avail} available after dedupe")
+            raise RecordError(f"source {name}: {target} records wanted, only {n_avail} available after dedupe")
         wanted[name] = {
             code: int(round(target * a / n_avail)) if n_avail else 0 for code, a in available.items()
         }  # proportional to the languages present
@@ -179,10 +181,10 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
                 counts[name][record.language] += 1
                 split_counts[record.split] += 1
     table = composition_table(counts)
-    (out / "composition.md").write_text(table + "\n", encoding="utf-8")
-    (out / "composition.json").write_text(
+    atomic_write_text(out / "composition.md", table + "\n")
+    atomic_write_text(
+        out / "composition.json",
         json.dumps({"counts": counts, "splits": split_counts, "duplicates_removed": duplicates}, indent=1),
-        encoding="utf-8",
     )
     chart = composition_chart(counts, out / "composition.png")
     return MixResult(counts, split_counts, duplicates, table, chart, out / "mixture.jsonl")
@@ -203,24 +205,21 @@ class _SplitWriters:
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self._contexts: dict[str, Any] = {}
-        self._files: dict[str, Any] = {}
+        self._stack = ExitStack()
+        self._files: dict[str, IO[str]] = {}
         self.paths: dict[str, Path] = {}
 
     def write(self, split: str, line: str) -> None:
         if split not in self._files:
-            ctx = atomic_writer(self.out / f"{split}.jsonl")
-            self._files[split] = ctx.__enter__()
-            self._contexts[split] = ctx
             self.paths[split] = self.out / f"{split}.jsonl"
+            self._files[split] = self._stack.enter_context(atomic_writer(self.paths[split]))
         self._files[split].write(line)
 
     def __enter__(self) -> _SplitWriters:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for ctx in self._contexts.values():
-            ctx.__exit__(*exc)
+        self._stack.__exit__(*exc)
 
 
 def composition_table(counts: dict[str, dict[str, int]]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..conversation import IMAGE_PLACEHOLDER, detect_language
-from ..errors import DataError
+from ..errors import RecordError
 from ..types import RESEARCH_NOTICE
 from .jobstore import JobStore, StoredItem
 from .schema import Turn, record_from_json, record_to_json
@@ -116,7 +116,7 @@ def review_session(
     """Walk the pending review queue of a translation job; returns what the reviewer did."""
     job = Path(job_dir) / JOB_DB
     if not job.is_file():
-        raise DataError(f"{job_dir}: no translation job here ({JOB_DB} missing)")
+        raise RecordError(f"{job_dir}: no translation job here ({JOB_DB} missing)")
     summary = ReviewSummary()
     out.write(RESEARCH_NOTICE + "\n" + HELP + "\n")
     with JobStore(job) as store:

@@ -26,10 +26,11 @@ from typing import Any
 
 from ..config import save_config
 from ..conversation import IMAGE_PLACEHOLDER
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, RecordError
+from ..fileio import atomic_write_text
 from ..llm_client import LLMClient, LLMConfig
 from ..types import RESEARCH_NOTICE
-from .io import atomic_writer, dumps_record
+from .io import write_jsonl
 from .jobstore import ItemResult, JobStore
 from .runner import RunSummary, run_records
 from .schema import Record, Turn, record_from_json, record_to_json
@@ -94,7 +95,7 @@ def mcq_answer_text(record: Record) -> str:
     """The correct option's text from a builder's MCQ record ("The correct answer is C. Text")."""
     match = _ANSWER.search(record.conversations[-1].value)
     if not match:
-        raise DataError(f"record {record.id}: last turn does not state 'The correct answer is X. ...'")
+        raise RecordError(f"record {record.id}: last turn does not state 'The correct answer is X. ...'")
     return match.group(2).strip()
 
 
@@ -165,7 +166,7 @@ def _detail_check(short: str):  # noqa: ANN202
 async def rewrite_record(llm: LLMClient, kind: str, record: Record, cfg: RewriteConfig) -> ItemResult:
     """Rewrite one record; failures (after re-asking) are recorded, not raised."""
     if kind not in KINDS:
-        raise DataError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
+        raise ConfigError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
     if record.language != "en":
         return ItemResult(rec_id=record.id, status="skipped", info={"reason": "rewriting works on English records"})
     if kind == "vqa-detail":
@@ -175,7 +176,7 @@ async def rewrite_record(llm: LLMClient, kind: str, record: Record, cfg: Rewrite
     elif kind == "mcq-dialogue":
         try:
             check = _conversation_check(cfg, mcq_answer_text(record))
-        except DataError as exc:
+        except RecordError as exc:
             return ItemResult(rec_id=record.id, status="skipped", info={"reason": str(exc)})
     else:
         check = _conversation_check(cfg, None)
@@ -207,7 +208,7 @@ async def run_rewrite_async(
     kind: str, input_path: str | Path, out_dir: str | Path, cfg: RewriteConfig, *, progress: bool = True
 ) -> tuple[RunSummary, dict[str, Any]]:
     if kind not in KINDS:
-        raise DataError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
+        raise ConfigError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.llm.cache_path is None:
@@ -227,11 +228,9 @@ async def run_rewrite_async(
                 input_path, store, process, workers=cfg.llm.max_concurrency, desc=f"rewrite {kind}", progress=progress
             )
             usage = llm.usage.as_dict()
-        written = 0
-        with atomic_writer(out / OUTPUT) as fh:
-            for item in store.items("status = 'done'"):
-                fh.write(dumps_record(record_from_json(item.result.output)) + "\n")
-                written += 1
+        written = write_jsonl(
+            (record_from_json(item.result.output) for item in store.items("status = 'done'")), out / OUTPUT
+        )
         stats = {
             "notice": RESEARCH_NOTICE,
             "kind": kind,
@@ -241,8 +240,7 @@ async def run_rewrite_async(
             "invalid_input_records": store.count("invalid"),
             "llm_usage_this_run": usage,
         }
-    with atomic_writer(out / "stats.json") as fh:
-        json.dump(stats, fh, indent=1)
+    atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
     return summary, stats
 
 

@@ -10,16 +10,16 @@ everything finished so far.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import DataError
+from ..errors import RecordError
+from ..fileio import JsonlLine, scan_jsonl
 from .jobstore import ItemResult, JobStore
-from .schema import Record, record_from_json, validate_record
+from .schema import Record, loose_id, parse_json, record_label, validate_record
 
 Process = Callable[[int, Record], Awaitable[ItemResult]]
 
@@ -41,13 +41,13 @@ def count_lines(path: Path) -> int:
     return count
 
 
-def _parse(line: str, where: str) -> Record | str:
-    try:
-        record = record_from_json(json.loads(line), where)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON ({exc.msg})"
-    except DataError as exc:
-        return str(exc)
+def _parse(line: JsonlLine, where: str) -> Record | str:
+    """The record on a line, or why it cannot be processed (worded as ``data validate`` words it)."""
+    if line.obj is None:
+        return str(line.problem)
+    record, problems = parse_json(line.obj)
+    if record is None:
+        return record_label(where, loose_id(line.obj)) + "; ".join(problems)
     problems = validate_record(record)
     return record if not problems else "; ".join(problems)
 
@@ -64,7 +64,7 @@ async def run_records(
     """Apply ``process`` to every unfinished record of ``input_path``; each result is stored at once."""
     path = Path(input_path)
     if not path.is_file():
-        raise DataError(f"{path}: input file not found")
+        raise RecordError(f"{path}: input file not found")
     total = count_lines(path)
     already = store.count()
     queue: asyncio.Queue[tuple[int, Record] | None] = asyncio.Queue(maxsize=2 * workers)
@@ -72,27 +72,22 @@ async def run_records(
     done_now = 0
 
     async def produce() -> None:
-        with path.open("r", encoding="utf-8") as fh:
-            idx = 0
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                idx += 1
-                stored = store.finished_id(idx)
-                if stored is not None:
-                    if stored != _loose_id(line):
-                        raise DataError(
-                            f"{path}:{line_no}: the input changed since this job started (record {idx} was "
-                            f"{stored!r}, now {_loose_id(line)!r}); use a new output folder"
-                        )
-                    continue
-                parsed = _parse(line, f"{path}:{line_no}")
-                if isinstance(parsed, str):
-                    rid = _loose_id(line)
-                    store.put(idx, ItemResult(rec_id=rid, status="invalid", info={"error": parsed, "line": line_no}))
-                    bar.update(1)
-                    continue
-                await queue.put((idx, parsed))
+        for idx, line in enumerate(scan_jsonl(path), 1):
+            rid = loose_id(line.obj)
+            stored = store.finished_id(idx)
+            if stored is not None:
+                if stored != rid:
+                    raise RecordError(
+                        f"{path}:{line.number}: the input changed since this job started (record {idx} was "
+                        f"{stored!r}, now {rid!r}); use a new output folder"
+                    )
+                continue
+            parsed = _parse(line, f"{path}:{line.number}")
+            if isinstance(parsed, str):
+                store.put(idx, ItemResult(rec_id=rid, status="invalid", info={"error": parsed, "line": line.number}))
+                bar.update(1)
+                continue
+            await queue.put((idx, parsed))
         for _ in range(workers):
             await queue.put(None)
 
@@ -117,11 +112,3 @@ async def run_records(
     finally:
         bar.close()
     return RunSummary(total=total, processed_now=done_now, already_done=already)
-
-
-def _loose_id(line: str) -> str:
-    try:
-        obj = json.loads(line)
-        return str(obj.get("id", "")) if isinstance(obj, dict) else ""
-    except json.JSONDecodeError:
-        return ""

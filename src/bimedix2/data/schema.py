@@ -1,12 +1,17 @@
 """The BiMed-V record: a LLaVA-style conversation plus the metadata the pipeline needs.
 
-On disk (JSONL, one object a line) a record is LLaVA-compatible, so LLaVA/BiMediX2 training
-code reads it unchanged::
+This module is the one parser of the LLaVA / BiMed-V record format; the data pipeline,
+`bimedix2 data validate` and training all read records through `record_from_json`. On disk
+(JSONL, one object a line; or a LLaVA JSON array) a record is LLaVA-compatible::
 
     {"id": "vqa-rad-0001", "image": "synpic123.jpg" | ["a.png", "b.png"] (absent: text only),
      "conversations": [{"from": "human", "value": "<image>\\nWhat ..."}, {"from": "gpt", "value": "..."}],
      "language": "en" | "ar", "source": "vqa-rad", "task": "vqa", "modality": "CT",
      "split": "train" | "validation" | "test", "provenance": {...}}
+
+Speakers are "human" and "gpt", with an optional leading "system" turn; "user" and
+"assistant" (any case) are read as aliases of "human" and "gpt", as LLaVA-family data uses
+both. Every problem raises `RecordError` naming the file:line and the record id.
 
 Text is stored exactly as given: nothing here normalises, strips or re-encodes it.
 """
@@ -18,11 +23,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..conversation import IMAGE_PLACEHOLDER, detect_language
-from ..errors import DataError
+from ..errors import RecordError
 from ..types import Language
 
-Speaker = Literal["human", "gpt"]
-SPEAKERS: tuple[str, ...] = ("human", "gpt")
+Speaker = Literal["system", "human", "gpt"]
+# every accepted spelling of a turn's "from" (lower-cased) -> the LLaVA name it is stored under
+SPEAKERS: dict[str, Speaker] = {
+    "human": "human",
+    "user": "human",
+    "gpt": "gpt",
+    "assistant": "gpt",
+    "system": "system",
+}
 LANGUAGES: tuple[str, ...] = ("en", "ar")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 TASKS: tuple[str, ...] = ("vqa", "caption", "conversation", "mcq", "report", "summary", "chat")
@@ -41,14 +53,13 @@ MODALITIES: tuple[str, ...] = (
     "mixed",
     "other",
 )
-KNOWN_FIELDS = frozenset(
-    {"id", "image", "conversations", "language", "source", "task", "modality", "split", "provenance"}
-)
+NO_TURNS = "no conversation turns"
+_TEXT_FIELDS = ("language", "source", "task", "modality", "split")
 
 
 @dataclass(frozen=True)
 class Turn:
-    """One conversation turn, LLaVA naming: ``speaker`` is "human" or "gpt"."""
+    """One conversation turn, LLaVA naming: ``speaker`` is "human", "gpt" or (first only) "system"."""
 
     speaker: Speaker
     value: str
@@ -72,10 +83,6 @@ class Record:
         """A copy with some fields replaced."""
         return replace(self, **changes)
 
-    @property
-    def human_turns(self) -> tuple[str, ...]:
-        return tuple(t.value for t in self.conversations if t.speaker == "human")
-
 
 def record_to_json(record: Record) -> dict[str, Any]:
     """The record as a LLaVA-compatible JSON object (``image`` a string for one image, list for more)."""
@@ -96,83 +103,148 @@ def record_to_json(record: Record) -> dict[str, Any]:
     return out
 
 
+def record_label(where: str, rid: str) -> str:
+    """The prefix of a message about one record: "file:line: record ID: " (either part may be absent)."""
+    parts = [p for p in (where, f"record {rid}" if rid else "") if p]
+    return "".join(f"{p}: " for p in parts)
+
+
+def loose_id(obj: Any) -> str:
+    """A raw object's id as text, or "" when it has none usable (for messages about a bad record)."""
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else ""
+
+
 def record_from_json(obj: Any, where: str = "") -> Record:
-    """Parse one JSON object; ``DataError`` listing every structural problem (not just the first).
+    """Parse one JSON object; `RecordError` naming ``where`` and the id, listing every structural problem.
 
     Missing metadata takes defaults, so plain LLaVA records load (language detected from text).
     """
-    prefix = f"{where}: " if where else ""
+    record, problems = parse_json(obj)
+    if record is None:
+        raise RecordError(record_label(where, loose_id(obj)) + "; ".join(problems))
+    return record
+
+
+def parse_json(obj: Any) -> tuple[Record | None, list[str]]:
+    """The record a JSON object holds, or None and every structural problem found."""
     if not isinstance(obj, dict):
-        raise DataError(f"{prefix}expected a JSON object, got {type(obj).__name__}")
-    rid = obj.get("id")
-    label = f"{prefix}record {rid!r}: " if rid is not None else prefix
+        return None, [f"expected a JSON object, got {type(obj).__name__}"]
     problems: list[str] = []
-    if not isinstance(rid, (str, int)) or rid == "":
+    rid = obj.get("id")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or not str(rid).strip():
         problems.append("'id' must be a non-empty string")
-    image = obj.get("image", ())
-    if isinstance(image, str):
-        images: tuple[str, ...] = (image,)
-    elif isinstance(image, (list, tuple)) and all(isinstance(i, str) for i in image):
-        images = tuple(image)
-    elif image is None:
-        images = ()
-    else:
-        problems.append("'image' must be a path string or a list of path strings")
-        images = ()
-    turns: list[Turn] = []
-    convs = obj.get("conversations")
-    if not isinstance(convs, list):
-        problems.append("'conversations' must be a list of {from, value} objects")
-    else:
-        for i, turn in enumerate(convs):
-            if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-                problems.append(f"conversations[{i}] must be an object with a string 'value'")
-            elif turn.get("from") not in SPEAKERS:
-                problems.append(f"conversations[{i}].from must be 'human' or 'gpt', got {turn.get('from')!r}")
-            else:
-                turns.append(Turn(turn["from"], turn["value"]))
-    for key in ("language", "source", "task", "modality", "split"):
-        if key in obj and not isinstance(obj[key], str):
+    images = _images(obj.get("image"), problems)
+    turns = _turns(obj.get("conversations"), problems)
+    for key in _TEXT_FIELDS:
+        if obj.get(key) is not None and not isinstance(obj[key], str):
             problems.append(f"'{key}' must be a string")
-    provenance = obj.get("provenance", {})
-    if not isinstance(provenance, dict):
+    provenance = obj.get("provenance")
+    if provenance is not None and not isinstance(provenance, dict):
         problems.append("'provenance' must be an object")
     if problems:
-        raise DataError(label + "; ".join(problems))
+        return None, problems
     language = obj.get("language") or detect_language(" ".join(t.value for t in turns))
     return Record(
         id=str(rid),
         conversations=tuple(turns),
         images=images,
-        language=language,  # type: ignore[arg-type]  # checked by validate_record
-        source=obj.get("source", ""),
-        task=obj.get("task", "conversation"),
-        modality=obj.get("modality", ""),
-        split=obj.get("split", "train"),
-        provenance=provenance,
-    )
+        language=language,
+        source=obj.get("source") or "",
+        task=obj.get("task") or "conversation",
+        modality=obj.get("modality") or "",
+        split=obj.get("split") or "train",
+        provenance=provenance or {},
+    ), []
+
+
+def _images(image: Any, problems: list[str]) -> tuple[str, ...]:
+    if image is None:
+        return ()
+    if isinstance(image, str):
+        return (image,)
+    if isinstance(image, (list, tuple)) and all(isinstance(i, str) for i in image):
+        return tuple(image)
+    problems.append("'image' must be a path string or a list of path strings")
+    return ()
+
+
+def _turns(convs: Any, problems: list[str]) -> list[Turn]:
+    if not isinstance(convs, list):
+        problems.append("'conversations' must be a list of {from, value} objects")
+        return []
+    turns: list[Turn] = []
+    for i, turn in enumerate(convs):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            problems.append(f"conversations[{i}] must be an object with a string 'value'")
+            continue
+        name = turn.get("from")
+        speaker = SPEAKERS.get(name.lower()) if isinstance(name, str) else None
+        if speaker is None:
+            problems.append(
+                f"conversations[{i}] has unknown 'from' {name!r} (human, gpt, or a first system turn; "
+                "user and assistant are read as human and gpt)"
+            )
+        elif speaker == "system" and i > 0:
+            problems.append(f"conversations[{i}] is a system turn; only the first turn may be one")
+        else:
+            turns.append(Turn(speaker, turn["value"]))
+    return turns
+
+
+def consistency_problems(record: Record) -> list[str]:
+    """Problems that make a record unusable for training: no turns, images that do not match placeholders.
+
+    Each ``<image>`` placeholder in a human turn marks one of the record's images, in order.
+    """
+    problems = [] if record.conversations else [NO_TURNS]
+    problems += [p for i, turn in enumerate(record.conversations) if (p := _misplaced_image(i, turn))]
+    if count := _image_count_problem(record):
+        problems.append(count)
+    return problems
+
+
+def _misplaced_image(i: int, turn: Turn) -> str:
+    if turn.speaker != "human" and IMAGE_PLACEHOLDER in turn.value:
+        return f"conversations[{i}] ({turn.speaker}) contains {IMAGE_PLACEHOLDER}; only human turns may"
+    return ""
+
+
+def _image_count_problem(record: Record) -> str:
+    placeholders = sum(t.value.count(IMAGE_PLACEHOLDER) for t in record.conversations if t.speaker == "human")
+    if placeholders == len(record.images):
+        return ""
+    return f"{len(record.images)} image(s) but {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) in the human turns"
 
 
 def validate_record(record: Record) -> list[str]:
-    """Every semantic problem of a record (empty list when it is valid)."""
+    """Every problem of a parsed record, for the data pipeline (empty list when it is valid).
+
+    Includes `consistency_problems`, worded the same, so training and ``data validate`` agree.
+    """
     problems: list[str] = []
     if not record.id.strip():
         problems.append("empty id")
     if not record.conversations:
-        problems.append("no conversation turns")
+        problems.append(NO_TURNS)
+    lead = 1 if record.conversations and record.conversations[0].speaker == "system" else 0
     for i, turn in enumerate(record.conversations):
-        expected = "human" if i % 2 == 0 else "gpt"
-        if turn.speaker != expected:
+        expected = "human" if (i - lead) % 2 == 0 else "gpt"
+        if i >= lead and turn.speaker != expected:
             problems.append(f"turn {i} is from {turn.speaker!r}, expected {expected!r} (turns must alternate)")
         if not turn.value.strip():
             problems.append(f"turn {i} is empty")
-        if turn.speaker == "gpt" and IMAGE_PLACEHOLDER in turn.value:
-            problems.append(f"turn {i}: {IMAGE_PLACEHOLDER} in an assistant turn")
+        if misplaced := _misplaced_image(i, turn):
+            problems.append(misplaced)
     if record.conversations and record.conversations[-1].speaker != "gpt":
         problems.append("last turn must be from 'gpt'")
-    placeholders = sum(t.value.count(IMAGE_PLACEHOLDER) for t in record.conversations if t.speaker == "human")
-    if placeholders != len(record.images):
-        problems.append(f"{placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but {len(record.images)} image(s)")
+    if count := _image_count_problem(record):
+        problems.append(count)
+    return problems + _metadata_problems(record)
+
+
+def _metadata_problems(record: Record) -> list[str]:
+    problems: list[str] = []
     if record.language not in LANGUAGES:
         problems.append(f"language {record.language!r} is not one of {LANGUAGES}")
     elif record.conversations:

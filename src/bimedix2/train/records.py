@@ -1,26 +1,25 @@
-"""Reading LLaVA / BiMed-V training records into `Message` conversations.
+"""Training records: LLaVA / BiMed-V records (parsed by `data.schema`) as `Message` conversations.
 
-A record is ``{"id": ..., "image": "a.png" | ["a.png", "b.png"] (optional),
-"conversations": [{"from": "human"|"gpt"|"system", "value": ...}, ...]}``. Each `<image>`
-placeholder in a human turn marks one of the record's images, in order; the images are
-attached to that turn (the template puts them at the start of the turn, as LLaVA does).
-Files are JSON (a list of records) or JSONL (one record per line).
+Records are read and checked by the one record parser, `data.schema.record_from_json`, so
+training and ``bimedix2 data validate`` accept the same records and word the same problems
+the same way. Each `<image>` placeholder in a human turn marks one of the record's images, in
+order; the images are attached to that turn (the template puts them at the start of the turn,
+as LLaVA does). Files are JSONL (one record per line), a LLaVA JSON array, or Parquet.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..conversation import IMAGE_PLACEHOLDER
+from ..data.io import iter_record_objects
+from ..data.schema import Record, consistency_problems, record_from_json, record_label
 from ..errors import RecordError
-from ..fileio import iter_jsonl
-from ..types import ImageRef, Message
+from ..types import ImageRef, Message, Role
 
-ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+ROLES: dict[str, Role] = {"human": "user", "gpt": "assistant", "system": "system"}
 
 
 @dataclass(frozen=True)
@@ -35,70 +34,27 @@ class TrainRecord:
         return sum(len(m.images) for m in self.messages)
 
 
-def parse_record(raw: Any, *, image_root: Path, where: str = "") -> TrainRecord:
-    """A `TrainRecord` from one raw LLaVA record; `RecordError` naming the record on any problem."""
-    if not isinstance(raw, dict):
-        raise RecordError(f"{where}: a record must be a JSON object, got {type(raw).__name__}")
-    rid = raw.get("id")
-    if rid is None or (isinstance(rid, str) and not rid.strip()):
-        raise RecordError(f"{where}: record has no 'id'")
-    label = f"record {rid!s}" + (f" ({where})" if where else "")
-    images = raw.get("image")
-    if images is None:
-        paths: list[str] = []
-    elif isinstance(images, str):
-        paths = [images]
-    elif isinstance(images, list) and all(isinstance(p, str) for p in images):
-        paths = list(images)
-    else:
-        raise RecordError(f"{label}: 'image' must be a path or a list of paths")
-    turns = raw.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        raise RecordError(f"{label}: 'conversations' must be a non-empty list")
-    refs = [ImageRef(p if Path(p).is_absolute() else image_root / p) for p in map(Path, paths)]
+def to_train_record(record: Record, *, image_root: Path, where: str = "") -> TrainRecord:
+    """The `TrainRecord` of a parsed record; `RecordError` naming ``where`` and the id when it cannot train."""
+    problems = consistency_problems(record)
+    if problems:
+        raise RecordError(record_label(where, record.id) + "; ".join(problems))
+    refs = [ImageRef(p if p.is_absolute() else image_root / p) for p in map(Path, record.images)]
     messages: list[Message] = []
     used = 0
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-            raise RecordError(f"{label}: conversations[{i}] must have a string 'value'")
-        role = ROLES.get(str(turn.get("from", "")).lower())
-        if role is None:
-            raise RecordError(
-                f"{label}: conversations[{i}] has unknown 'from' {turn.get('from')!r} (human, gpt, system)"
-            )
-        value: str = turn["value"]
-        count = value.count(IMAGE_PLACEHOLDER)
-        if count and role != "user":
-            raise RecordError(f"{label}: conversations[{i}] ({turn['from']}) contains {IMAGE_PLACEHOLDER}")
-        text = value.replace(IMAGE_PLACEHOLDER + "\n", "").replace(IMAGE_PLACEHOLDER, "").strip() if count else value
-        if used + count > len(refs):
-            raise RecordError(f"{label}: {IMAGE_PLACEHOLDER} placeholders outnumber the record's {len(refs)} image(s)")
-        messages.append(Message(role, text, tuple(refs[used : used + count])))  # type: ignore[arg-type]
+    for turn in record.conversations:
+        count = turn.value.count(IMAGE_PLACEHOLDER)
+        text = turn.value
+        if count:
+            text = text.replace(IMAGE_PLACEHOLDER + "\n", "").replace(IMAGE_PLACEHOLDER, "").strip()
+        messages.append(Message(ROLES[turn.speaker], text, tuple(refs[used : used + count])))
         used += count
-    if used != len(refs):
-        raise RecordError(
-            f"{label}: {len(refs)} image(s) but {used} {IMAGE_PLACEHOLDER} placeholder(s) in the human turns"
-        )
-    return TrainRecord(str(rid), tuple(messages))
+    return TrainRecord(record.id, tuple(messages))
 
 
-def iter_raw_records(path: Path) -> Iterator[tuple[Any, str]]:
-    """(raw record, "file:line" or "file[index]") pairs of a JSON or JSONL file."""
-    if not path.is_file():
-        raise RecordError(f"{path}: training data file not found")
-    if path.suffix == ".jsonl":
-        for lineno, obj in iter_jsonl(path, RecordError):
-            yield obj, f"{path}:{lineno}"
-        return
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, list):
-        raise RecordError(f"{path}: a .json training file must hold a list of records (use .jsonl for one per line)")
-    for index, raw in enumerate(data):
-        yield raw, f"{path}[{index}]"
+def parse_record(raw: object, *, image_root: Path, where: str = "") -> TrainRecord:
+    """A `TrainRecord` from one raw LLaVA record; `RecordError` naming ``where`` and the id on any problem."""
+    return to_train_record(record_from_json(raw, where), image_root=image_root, where=where)
 
 
 def read_records(
@@ -108,11 +64,13 @@ def read_records(
     records: list[TrainRecord] = []
     seen: dict[str, str] = {}
     for path in map(Path, paths):
+        if not path.is_file():
+            raise RecordError(f"{path}: training data file not found")
         root = Path(image_root) if image_root else path.parent
-        for raw, where in iter_raw_records(path):
+        for raw, where in iter_record_objects(path):
             record = parse_record(raw, image_root=root, where=where)
             if record.id in seen:
-                raise RecordError(f"record {record.id} ({where}): duplicate id (first at {seen[record.id]})")
+                raise RecordError(f"{record_label(where, record.id)}duplicate id (first at {seen[record.id]})")
             seen[record.id] = where
             records.append(record)
             if limit is not None and len(records) >= limit:

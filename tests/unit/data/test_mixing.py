@@ -11,7 +11,7 @@ from bimedix2.config import from_dict
 from bimedix2.data.io import iter_records, write_jsonl
 from bimedix2.data.mixing import MixConfig, mix
 from bimedix2.data.schema import Record, Turn
-from bimedix2.errors import ConfigError, DataError
+from bimedix2.errors import ConfigError, RecordError
 
 
 def recs(prefix: str, n: int, lang: str, split: str = "train", text: str | None = None) -> list[Record]:
@@ -90,5 +90,5 @@ def test_bad_recipes_are_named(files: dict[str, Path], tmp_path: Path) -> None:
         from_dict(MixConfig, {"sources": [{"path": str(files["a"]), "weight": 0.5}]})
     with pytest.raises(ConfigError, match="language_ratio"):
         config(files, language_ratio={"fr": 1})
-    with pytest.raises(DataError, match="source a: 99 records wanted, only 40"):
+    with pytest.raises(RecordError, match="source a: 99 records wanted, only 40"):
         mix(from_dict(MixConfig, {"sources": [{"path": str(files["a"]), "count": 99}]}), tmp_path / "x")

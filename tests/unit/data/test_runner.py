@@ -11,7 +11,7 @@ from bimedix2.data.io import write_jsonl
 from bimedix2.data.jobstore import ItemResult, JobStore
 from bimedix2.data.runner import run_records
 from bimedix2.data.schema import Record, Turn
-from bimedix2.errors import DataError, LLMError
+from bimedix2.errors import RecordError, LLMError
 
 
 def write(path: Path, n: int) -> None:
@@ -78,5 +78,5 @@ def test_a_changed_input_is_refused_on_resume(tmp_path: Path) -> None:
         asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))
         lines = (tmp_path / "in.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         (tmp_path / "in.jsonl").write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")
-        with pytest.raises(DataError, match=r"in.jsonl:1: the input changed since this job started"):
+        with pytest.raises(RecordError, match=r"in.jsonl:1: the input changed since this job started"):
             asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))

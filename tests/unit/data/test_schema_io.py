@@ -17,7 +17,7 @@ from bimedix2.data.io import (
     write_parquet,
 )
 from bimedix2.data.schema import Record, Turn, record_from_json, record_to_json, validate_record
-from bimedix2.errors import DataError
+from bimedix2.errors import RecordError
 
 # Diacritics, tatweel, alef forms, taa marbuta, Arabic-Indic digits, RLM mark: must all survive.
 ARABIC = "إِنَّ الجرعةَ ٥٠٠ ملغ من Paracetamol مرتين يومياً ـــ آلام الرأس؟\u200f"
@@ -95,8 +95,8 @@ def test_validate_record_finds_every_problem() -> None:
     for expected in (
         "turn 0 is from 'gpt'",
         "turn 1 is empty",
-        "assistant turn",
-        "0 <image> placeholder(s) but 1",
+        "conversations[0] (gpt) contains <image>",
+        "1 image(s) but 0 <image> placeholder(s)",
         "not Arabic",
         "split 'dev'",
         "task 'chitchat'",
@@ -135,16 +135,16 @@ def test_validate_file_reports_every_bad_line(tmp_path: Path) -> None:
     assert "'conversations' must be a list" in got[(3, "no-convs")][0]
     assert "duplicate id (first on line 1)" in got[(4, "ok-1")]
     assert "image not found: missing.png" in got[(5, "img")]
-    assert "from must be 'human' or 'gpt'" in got[(7, "bad-from")][0]
+    assert "conversations[0] has unknown 'from' 'bot'" in got[(7, "bad-from")][0]
     assert report.missing_images == 1
 
 
 def test_read_errors_name_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text('{"id": "a", "conversations": []}\n[1]\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"x.jsonl:2: expected a JSON object"):
+    with pytest.raises(RecordError, match=r"x.jsonl:2: expected a JSON object"):
         list(iter_records(path))
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(RecordError, match="file not found"):
         list(iter_records(tmp_path / "absent.jsonl"))
 
 

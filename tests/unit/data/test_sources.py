@@ -9,7 +9,7 @@ import pytest
 from bimedix2.data.io import iter_records, validate_file
 from bimedix2.data.schema import validate_record
 from bimedix2.data.sources import BUILDERS, BuildReport, build_source, iter_source
-from bimedix2.errors import DataError
+from bimedix2.errors import ConfigError, RecordError
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "data"
 ROOTS = {
@@ -72,7 +72,7 @@ def test_path_vqa_reads_pickles_and_refuses_code(tmp_path: Path) -> None:
     import pickle
 
     (evil / "train_qa.pkl").write_bytes(pickle.dumps([Path("x")]))
-    with pytest.raises(DataError, match="refusing to unpickle"):
+    with pytest.raises(RecordError, match="refusing to unpickle"):
         list(iter_source("path-vqa", tmp_path))
 
 
@@ -109,10 +109,10 @@ def test_mcq_sources_have_options_answers_and_explanations() -> None:
 
 
 def test_bad_inputs_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="unknown source"):
+    with pytest.raises(ConfigError, match="unknown source"):
         iter_source("nope", tmp_path)
-    with pytest.raises(DataError, match="dataset folder not found"):
+    with pytest.raises(RecordError, match="dataset folder not found"):
         iter_source("medqa", tmp_path / "absent")
     (tmp_path / "phrases_no_exclude_train.jsonl").write_text('{"question": "q", "options": {"A": "x"}}\n')
-    with pytest.raises(DataError, match=r"phrases_no_exclude_train.jsonl:1: missing field\(s\) \['answer_idx'\]"):
+    with pytest.raises(RecordError, match=r"phrases_no_exclude_train.jsonl:1: missing field\(s\) \['answer_idx'\]"):
         list(iter_source("medqa", tmp_path))

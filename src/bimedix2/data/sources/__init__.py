@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ...errors import DataError
+from ...errors import ConfigError, RecordError
 from ..io import write_jsonl
 from ..schema import Record
 from . import llava_med, medmcqa, medqa, path_vqa, pmc_vqa, pubmedqa, slake, vqa_rad
@@ -36,10 +36,10 @@ BUILDERS: dict[str, Builder] = {
 def iter_source(name: str, root: str | Path, report: BuildReport | None = None) -> Iterator[Record]:
     """Records of one source read from its dataset folder ``root``."""
     if name not in BUILDERS:
-        raise DataError(f"unknown source {name!r}; known: {sorted(BUILDERS)}")
+        raise ConfigError(f"unknown source {name!r}; known: {sorted(BUILDERS)}")
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found")
+        raise RecordError(f"{root}: dataset folder not found")
     return BUILDERS[name](root, report if report is not None else BuildReport(name))
 
 

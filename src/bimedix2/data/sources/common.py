@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import string
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...conversation import IMAGE_PLACEHOLDER
-from ...errors import DataError
-from ...fileio import iter_jsonl
+from ...errors import RecordError
+from ...fileio import read_json
 from ..schema import Record, Turn
 
 
@@ -38,25 +37,15 @@ class BuildReport:
 
 
 def load_json(path: Path) -> Any:
-    """A JSON file's content; ``DataError`` naming the file when missing or malformed."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-
-
-def iter_jsonl_dicts(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of a JSONL file; ``DataError`` naming a bad line."""
-    return iter_jsonl(path, DataError)
+    """A JSON file's content; `RecordError` naming the file when missing or malformed."""
+    return read_json(path, RecordError)
 
 
 def require(obj: Mapping[str, Any], keys: Iterable[str], where: str) -> None:
-    """``DataError`` naming every missing key."""
+    """``RecordError`` naming every missing key."""
     missing = [k for k in keys if k not in obj]
     if missing:
-        raise DataError(f"{where}: missing field(s) {missing}")
+        raise RecordError(f"{where}: missing field(s) {missing}")
 
 
 def vqa_record(
@@ -127,4 +116,4 @@ def split_name(raw: str) -> str:
         return "validation"
     if raw.startswith("test"):
         return "test"
-    raise DataError(f"unknown split name {raw!r} (expected train, dev/val/validate, or test)")
+    raise RecordError(f"unknown split name {raw!r} (expected train, dev/val/validate, or test)")

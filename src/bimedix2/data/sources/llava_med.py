@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...conversation import IMAGE_PLACEHOLDER
-from ...errors import DataError
-from ..schema import Record, Turn
+from ...errors import ConfigError, RecordError
+from ..schema import Record, Turn, record_from_json
 from .common import BuildReport, check_image, load_json, require
 
 SOURCE = "llava-med"
@@ -23,19 +23,15 @@ FILES = {
 
 def build(root: Path, report: BuildReport, kind: str = "instruct") -> Iterator[Record]:
     if kind not in FILES:
-        raise DataError(f"llava-med kind must be one of {list(FILES)}, got {kind!r}")
+        raise ConfigError(f"llava-med kind must be one of {list(FILES)}, got {kind!r}")
     name, task = FILES[kind]
     items = load_json(root / name)
     if not isinstance(items, list):
-        raise DataError(f"{root / name}: expected a JSON array")
+        raise RecordError(f"{root / name}: expected a JSON array")
     for i, item in enumerate(items):
         where = f"{root / name}[{i}]"
         require(item, ("id", "image", "conversations"), where)
-        turns = []
-        for j, turn in enumerate(item["conversations"]):
-            if turn.get("from") not in ("human", "gpt") or not isinstance(turn.get("value"), str):
-                raise DataError(f"{where}.conversations[{j}]: expected from human/gpt and a string value")
-            turns.append(Turn(turn["from"], turn["value"]))
+        turns = list(record_from_json(item, where).conversations)
         if turns and IMAGE_PLACEHOLDER not in turns[0].value:  # alignment rows may omit it; LLaVA adds it
             turns[0] = Turn("human", f"{IMAGE_PLACEHOLDER}\n{turns[0].value}")
         rid = f"{SOURCE}-{kind}-{item['id']}"

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import RecordError
+from ...fileio import iter_jsonl
 from ..schema import Record, Turn
-from .common import BuildReport, iter_jsonl_dicts, mcq_answer, mcq_prompt, require, split_name
+from .common import BuildReport, mcq_answer, mcq_prompt, require, split_name
 
 SOURCE = "medqa"
 SPLITS = ("train", "dev", "test")
@@ -25,18 +26,18 @@ def _files(root: Path) -> list[tuple[str, Path]]:
                 found.append((split, root / name))
                 break
     if not found:
-        raise DataError(f"{root}: no MedQA JSONL (phrases_no_exclude_<split>.jsonl or <split>.jsonl) found")
+        raise RecordError(f"{root}: no MedQA JSONL (phrases_no_exclude_<split>.jsonl or <split>.jsonl) found")
     return found
 
 
 def build(root: Path, report: BuildReport) -> Iterator[Record]:
     for split, path in _files(root):
-        for line_no, item in iter_jsonl_dicts(path):
+        for line_no, item in iter_jsonl(path, RecordError):
             require(item, ("question", "options", "answer_idx"), f"{path}:{line_no}")
             options = item["options"]
             letter = item["answer_idx"]
             if not isinstance(options, dict) or letter not in options:
-                raise DataError(f"{path}:{line_no}: answer_idx {letter!r} is not one of the options")
+                raise RecordError(f"{path}:{line_no}: answer_idx {letter!r} is not one of the options")
             yield Record(
                 id=f"{SOURCE}-{split}-{line_no}",
                 conversations=(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError
+from ...errors import RecordError
 from ..schema import Record
 from .common import BuildReport, check_image, require, split_name, vqa_record
 
@@ -22,31 +22,31 @@ class _DataOnlyUnpickler(pickle.Unpickler):
     """Refuses every class/function reference: the annotation files only hold lists, dicts, strings."""
 
     def find_class(self, module: str, name: str) -> Any:
-        raise DataError(f"refusing to unpickle {module}.{name}: Path-VQA annotations hold plain data only")
+        raise RecordError(f"refusing to unpickle {module}.{name}: Path-VQA annotations hold plain data only")
 
 
 def load_pickle(path: Path) -> Any:
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise RecordError(f"{path}: file not found")
     with path.open("rb") as fh:
         try:
             return _DataOnlyUnpickler(fh).load()
         except (pickle.UnpicklingError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable pickle ({exc})") from exc
+            raise RecordError(f"{path}: not a readable pickle ({exc})") from exc
 
 
 def build(root: Path, report: BuildReport) -> Iterator[Record]:
     present = [s for s in SPLITS if (root / "qas" / s / f"{s}_qa.pkl").is_file()]
     if not present:
-        raise DataError(f"{root}: no qas/<split>/<split>_qa.pkl found (is this the pvqa folder?)")
+        raise RecordError(f"{root}: no qas/<split>/<split>_qa.pkl found (is this the pvqa folder?)")
     for split in present:
         path = root / "qas" / split / f"{split}_qa.pkl"
         items = load_pickle(path)
         if not isinstance(items, list):
-            raise DataError(f"{path}: expected a list of question/answer dicts")
+            raise RecordError(f"{path}: expected a list of question/answer dicts")
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                raise DataError(f"{path}[{i}]: expected a dict")
+                raise RecordError(f"{path}[{i}]: expected a dict")
             require(item, ("image", "question", "answer"), f"{path}[{i}]")
             rid = f"{SOURCE}-{split}-{i}"
             image = f"images/{split}/{item['image']}.jpg"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import RecordError
 from ..schema import Record, Turn
 from .common import BuildReport, load_json, mcq_answer, mcq_prompt, require
 
@@ -19,7 +19,7 @@ OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
 def build(root: Path, report: BuildReport) -> Iterator[Record]:
     data = load_json(root / "ori_pqal.json")
     if not isinstance(data, dict):
-        raise DataError(f"{root / 'ori_pqal.json'}: expected an object keyed by PMID")
+        raise RecordError(f"{root / 'ori_pqal.json'}: expected an object keyed by PMID")
     test_ids: set[str] = set()
     if (root / "test_ground_truth.json").is_file():
         test_ids = set(load_json(root / "test_ground_truth.json"))
@@ -29,7 +29,7 @@ def build(root: Path, report: BuildReport) -> Iterator[Record]:
         decision = item["final_decision"]
         letter = next((k for k, v in OPTIONS.items() if v == decision), None)
         if letter is None:
-            raise DataError(f"{where}: final_decision {decision!r} is not yes/no/maybe")
+            raise RecordError(f"{where}: final_decision {decision!r} is not yes/no/maybe")
         context = " ".join(item["CONTEXTS"])
         yield Record(
             id=f"{SOURCE}-{pmid}",

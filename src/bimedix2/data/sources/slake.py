@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import RecordError
 from ..schema import Record
 from .common import BuildReport, check_image, load_json, require, vqa_record
 
@@ -21,11 +21,11 @@ MODALITY = {"CT": "CT", "MRI": "MRI", "X-Ray": "X-ray", "X-ray": "X-ray"}
 def build(root: Path, report: BuildReport) -> Iterator[Record]:
     present = [name for name in FILES if (root / name).is_file()]
     if not present:
-        raise DataError(f"{root}: none of {list(FILES)} found (is this the Slake1.0 folder?)")
+        raise RecordError(f"{root}: none of {list(FILES)} found (is this the Slake1.0 folder?)")
     for name in present:
         items = load_json(root / name)
         if not isinstance(items, list):
-            raise DataError(f"{root / name}: expected a JSON array")
+            raise RecordError(f"{root / name}: expected a JSON array")
         for i, item in enumerate(items):
             require(item, ("qid", "img_name", "question", "answer", "q_lang"), f"{root / name}[{i}]")
             if item["q_lang"] != "en":

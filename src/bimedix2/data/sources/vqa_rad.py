@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import RecordError
 from ..schema import Record
 from .common import BuildReport, check_image, load_json, require, vqa_record
 
@@ -21,7 +21,7 @@ IMAGE_DIR = "VQA_RAD Image Folder"
 def build(root: Path, report: BuildReport) -> Iterator[Record]:
     items = load_json(root / ANNOTATIONS)
     if not isinstance(items, list):
-        raise DataError(f"{root / ANNOTATIONS}: expected a JSON array")
+        raise RecordError(f"{root / ANNOTATIONS}: expected a JSON array")
     for i, item in enumerate(items):
         where = f"{root / ANNOTATIONS}[{i}]"
         require(item, ("qid", "image_name", "question", "answer"), where)

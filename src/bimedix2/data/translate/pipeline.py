@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...config import config_to_dict, save_config
+from ...config import save_config
 from ...conversation import IMAGE_PLACEHOLDER
 from ...errors import ConfigError
+from ...fileio import atomic_write_text
 from ...llm_client import LLMClient, LLMConfig
 from ...types import RESEARCH_NOTICE
-from ..io import atomic_writer, dumps_record
+from ..io import write_jsonl
 from ..jobstore import ItemResult, JobStore
 from ..runner import RunSummary, run_records
 from ..schema import Record, Turn, record_from_json, record_to_json
@@ -283,8 +284,7 @@ async def run_translation_async(
         export_translations(store, out / OUTPUT)
         stats = translation_stats(store)
     stats["llm_usage_this_run"] = usage
-    with atomic_writer(out / "stats.json") as fh:
-        json.dump(stats, fh, indent=1)
+    atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
     return summary, stats
 
 
@@ -316,14 +316,7 @@ def final_record(item) -> Record | None:  # noqa: ANN001 - StoredItem
 
 def export_translations(store: JobStore, path: str | Path) -> int:
     """Write the final Arabic records in input order (atomically); returns how many."""
-    count = 0
-    with atomic_writer(path) as fh:
-        for item in store.items():
-            record = final_record(item)
-            if record is not None:
-                fh.write(dumps_record(record) + "\n")
-                count += 1
-    return count
+    return write_jsonl((r for r in map(final_record, store.items()) if r is not None), path)
 
 
 def translation_stats(store: JobStore) -> dict[str, Any]:
@@ -363,7 +356,3 @@ def translation_stats(store: JobStore) -> dict[str, Any]:
         "review_decisions": decisions,
         "review_pending": sum(1 for _ in store.pending_review()),
     }
-
-
-def settings_dict(cfg: TranslateConfig) -> dict[str, Any]:
-    return config_to_dict(cfg)

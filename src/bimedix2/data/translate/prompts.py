@@ -47,8 +47,6 @@ Fix every issue and anything else that is wrong; keep what is already correct.
 {RULES}
 Reply with one JSON object and nothing else: {{"turns": [<one Arabic string per English turn, same order>]}}."""
 
-TASK_MARKERS = {"translate": TRANSLATE_SYSTEM, "score": SCORE_SYSTEM, "refine": REFINE_SYSTEM}
-
 
 def _turns_json(turns: Sequence[tuple[str, str]]) -> str:
     return json.dumps([{"from": s, "value": v} for s, v in turns], ensure_ascii=False, indent=1)
