@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..types import GenParams
+
 API_KEY_ENV = "BIMEDIX2_API_KEY"
+MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -21,21 +24,27 @@ class ServeConfig:
     max_queue: int = 64  # waiting requests (not counting the running batch) before 429
     batch_window_s: float = 0.02  # after the first request of a batch, wait this long for more
     request_timeout_s: float = 300.0  # from arrival to the last token, else 504 (or an SSE error)
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_image_bytes: int = 16 * 1024 * 1024  # per decoded image
+    max_body_bytes: int = 32 * MiB
+    max_image_bytes: int = 16 * MiB  # per decoded image
     local_image_dirs: tuple[Path, ...] = ()  # file:// image URLs allowed only under these directories
-    default_max_tokens: int = 1024
-    steer_language: bool = True
+    default_max_tokens: int = GenParams.max_new_tokens
+    steer_language: bool = GenParams.steer_language
     log_requests: bool = False  # log request metadata (never prompts or images)
-    created: int = field(default=0)
+    created: int = 0  # the models' `created` time; 0: when the app starts
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
-        if self.max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        if self.request_timeout_s <= 0:
-            raise ValueError("request_timeout_s must be positive")
+        checks = {
+            "max_batch_size must be at least 1": self.max_batch_size >= 1,
+            "max_queue must be at least 1": self.max_queue >= 1,
+            "request_timeout_s must be positive": self.request_timeout_s > 0,
+            "batch_window_s must be 0 or more": self.batch_window_s >= 0,
+            "max_body_bytes must be positive": self.max_body_bytes > 0,
+            "max_image_bytes must be positive": self.max_image_bytes > 0,
+            "default_max_tokens must be at least 1": self.default_max_tokens >= 1,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise ValueError(message)
 
 
 def api_key_from_env() -> str | None:

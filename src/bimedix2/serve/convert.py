@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ..errors import PayloadTooLargeError, PermissionDeniedError, RequestError
 from ..types import GenParams, ImageRef, Message
 from .config import ServeConfig
 from .protocol import ChatCompletionRequest, ImagePart
 
 DATA_URL_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/dicom", "image/dicom")
-
-
-class RequestError(ValueError):
-    """A request the server refuses; `status` is the HTTP code, `code`/`param` go into the error body."""
-
-    def __init__(self, message: str, *, status: int = 400, code: str | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.param = param
 
 
 def to_gen_params(req: ChatCompletionRequest, config: ServeConfig) -> GenParams:
@@ -78,19 +68,7 @@ def image_ref(url: str, param: str, req: ChatCompletionRequest, config: ServeCon
         )
     else:
         raise RequestError(f"{param}: image_url must be a data: URL (or file:// where allowed)", param=param)
-    extra: dict[str, object] = {}
-    if req.dicom_window is not None:
-        extra["window"] = req.dicom_window
-    if req.dicom_frame is not None:
-        extra["frame"] = req.dicom_frame
-    names = {f.name for f in dataclasses.fields(ImageRef)}
-    missing = set(extra) - names
-    if missing:
-        raise RequestError(
-            f"dicom_{'/dicom_'.join(sorted(missing))}: this build's image reader has no DICOM window/frame options",
-            param=f"dicom_{sorted(missing)[0]}",
-        )
-    return ImageRef(source, param, **extra)  # type: ignore[arg-type]
+    return ImageRef(source, param, window=req.dicom_window, frame=req.dicom_frame)
 
 
 def _decode_data_url(url: str, param: str, config: ServeConfig) -> bytes:
@@ -108,9 +86,8 @@ def _decode_data_url(url: str, param: str, config: ServeConfig) -> bytes:
             code="invalid_image",
         )
     if len(payload) * 3 // 4 > config.max_image_bytes + 3:
-        raise RequestError(
+        raise PayloadTooLargeError(
             f"{param}: image is about {len(payload) * 3 // 4} bytes, over the limit of {config.max_image_bytes} bytes",
-            status=413,
             param=param,
             code="image_too_large",
         )
@@ -122,9 +99,8 @@ def _decode_data_url(url: str, param: str, config: ServeConfig) -> bytes:
 
 def _local_file(url: str, param: str, config: ServeConfig) -> Path:
     if not config.local_image_dirs:
-        raise RequestError(
+        raise PermissionDeniedError(
             f"{param}: file:// image URLs are disabled on this server (start it with --allow-local-images DIR)",
-            status=403,
             param=param,
             code="local_files_disabled",
         )
@@ -133,14 +109,13 @@ def _local_file(url: str, param: str, config: ServeConfig) -> Path:
         raise RequestError(f"{param}: file:// URL must be local (file:///path)", param=param)
     path = Path(unquote(parsed.path)).resolve()
     if not any(path.is_relative_to(d.resolve()) for d in config.local_image_dirs):
-        raise RequestError(
+        raise PermissionDeniedError(
             f"{param}: {path} is outside the directories this server may read images from",
-            status=403,
             param=param,
             code="local_file_forbidden",
         )
     if path.is_file() and path.stat().st_size > config.max_image_bytes:
-        raise RequestError(
-            f"{param}: image file is over the limit of {config.max_image_bytes} bytes", status=413, param=param
+        raise PayloadTooLargeError(
+            f"{param}: image file is over the limit of {config.max_image_bytes} bytes", param=param
         )
     return path

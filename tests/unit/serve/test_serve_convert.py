@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from bimedix2.errors import RequestError
 from bimedix2.serve.config import ServeConfig
-from bimedix2.serve.convert import RequestError, to_gen_params, to_messages
+from bimedix2.serve.convert import to_gen_params, to_messages
 from bimedix2.serve.protocol import ChatCompletionRequest
 from bimedix2.types import GenParams, ImageRef
 
@@ -97,7 +97,7 @@ def test_invalid_requests_fail_validation(field: dict[str, object]) -> None:
 def test_bad_image_urls_are_request_errors(url: str, status: int, needle: str) -> None:
     with pytest.raises(RequestError) as info:
         to_messages(req(messages=image_msg(url)), ServeConfig())
-    assert info.value.status == status
+    assert info.value.http_status == status
     assert needle in str(info.value)
     assert "messages[0].content[1]" in str(info.value)
 
@@ -106,7 +106,7 @@ def test_oversized_data_url_is_413() -> None:
     big = "data:image/png;base64," + base64.b64encode(b"x" * 5000).decode()
     with pytest.raises(RequestError) as info:
         to_messages(req(messages=image_msg(big)), ServeConfig(max_image_bytes=1000))
-    assert info.value.status == 413
+    assert info.value.http_status == 413 and info.value.code == "image_too_large"
 
 
 def test_local_files_only_under_allowed_dirs(tmp_path: Path, png_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_local_files_only_under_allowed_dirs(tmp_path: Path, png_path: Path) -> 
     outside = tmp_path.parent / "elsewhere.png"
     with pytest.raises(RequestError) as info:
         to_messages(req(messages=image_msg(outside.as_uri())), config)
-    assert info.value.status == 403
+    assert info.value.http_status == 403
     sneaky = png_path.parent.as_uri() + "/../../etc/passwd"
     with pytest.raises(RequestError):
         to_messages(req(messages=image_msg(sneaky)), config)
@@ -129,12 +129,15 @@ def test_images_only_on_user_messages() -> None:
 
 
 def test_dicom_options_reach_image_ref() -> None:
-    fields = {f.name for f in dataclasses.fields(ImageRef)}
     dicom = "data:application/dicom;base64," + base64.b64encode(b"D" * 200).decode()
-    request = req(messages=image_msg(dicom), dicom_window="lung", dicom_frame=2)
-    if {"window", "frame"} <= fields:
-        ref = to_messages(request, ServeConfig())[0].images[0]
-        assert (ref.window, ref.frame) == ("lung", 2)  # type: ignore[attr-defined]
-    else:
-        with pytest.raises(RequestError, match="no DICOM window/frame options"):
-            to_messages(request, ServeConfig())
+    ref = to_messages(req(messages=image_msg(dicom), dicom_window="lung", dicom_frame=2), ServeConfig())[0].images[0]
+    assert (ref.window, ref.frame) == ("lung", 2)
+    plain = to_messages(req(messages=image_msg(dicom)), ServeConfig())[0].images[0]
+    assert (plain.window, plain.frame) == (None, None)
+
+
+def test_gen_params_follow_the_toolkit_defaults() -> None:
+    params = to_gen_params(req(), ServeConfig())
+    assert params == GenParams(max_new_tokens=ServeConfig().default_max_tokens)
+    assert params.steer_language is GenParams().steer_language
+    assert to_gen_params(req(), ServeConfig(steer_language=True)).steer_language is True
