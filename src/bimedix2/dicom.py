@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError
+from .fileio import atomic_writer
 
 # Common radiology display presets (centre, width) in Hounsfield units.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -585,10 +586,8 @@ def deidentify_file(source, destination, *, uid_secret: bytes | None = None, max
         raise ImageError(f"{src}: de-identification writes a new file; give a different destination")
     ds = read_dataset(src.read_bytes(), str(src), max_bytes)
     clean, report = deidentify(ds, uid_secret=uid_secret)
-    tmp = dst.with_name(dst.name + ".partial")
-    with quiet_pydicom():
-        clean.save_as(tmp, enforce_file_format=True)
-    tmp.replace(dst)
+    with quiet_pydicom(), atomic_writer(dst, "wb") as handle:
+        clean.save_as(handle, enforce_file_format=True)
     return report
 
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from ..fileio import atomic_write_text, scan_jsonl
 from .data import NUM_TOKENS_KEY
 from .modeling import PROJECTOR_FILE, PROJECTOR_NAME, load_projector, save_projector
 
@@ -201,8 +202,8 @@ class ProgressAndMetrics(TrainerCallback):
         if not self.metrics_path.is_file():
             return
         kept = [
-            line
-            for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
+            json.dumps(line.obj) + "\n"
+            for line in scan_jsonl(self.metrics_path)
+            if line.obj is not None and line.obj.get("step", 0) <= step  # a line torn by a crash is dropped
         ]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        atomic_write_text(self.metrics_path, "".join(kept))
