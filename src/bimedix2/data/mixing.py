@@ -127,17 +127,7 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
     names = [s.name or s.path.stem for s in cfg.sources]
     scans = [_scan(s.path, cfg.seed, n) for s, n in zip(cfg.sources, names, strict=True)]
 
-    keep = [np.ones(len(c[0]), bool) for c in scans]
-    duplicates = 0
-    if cfg.dedupe and scans:
-        allc = np.concatenate([c[0] for c in scans]) if any(len(c[0]) for c in scans) else np.zeros(0, np.uint64)
-        _, first = np.unique(allc, return_index=True)
-        mask = np.zeros(len(allc), bool)
-        mask[first] = True
-        duplicates = int(len(allc) - mask.sum())
-        offsets = np.cumsum([0] + [len(c[0]) for c in scans])
-        keep = [mask[offsets[i] : offsets[i + 1]] for i in range(len(scans))]
-
+    keep, duplicates = _dedupe(scans) if cfg.dedupe and scans else ([np.ones(len(c[0]), bool) for c in scans], 0)
     wanted: dict[str, dict[str, int]] = {}
     for src, name, (_, _, lang), k in zip(cfg.sources, names, scans, keep, strict=True):
         available = {code: int(((lang == i) & k).sum()) for i, code in enumerate(LANGUAGES)}
@@ -166,6 +156,31 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
                 chosen[idx[np.argsort(rank[idx], kind="stable")[:n]]] = True
         selected.append(chosen)
 
+    counts, split_counts = _write_mixture(cfg, names, selected, out)
+    table = composition_table(counts)
+    atomic_write_text(out / "composition.md", table + "\n")
+    atomic_write_text(
+        out / "composition.json",
+        json.dumps({"counts": counts, "splits": split_counts, "duplicates_removed": duplicates}, indent=1),
+    )
+    chart = composition_chart(counts, out / "composition.png")
+    return MixResult(counts, split_counts, duplicates, table, chart, out / "mixture.jsonl")
+
+
+def _dedupe(scans: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray], int]:
+    """Per source, which records are the first of their content (over all sources); and how many are not."""
+    allc = np.concatenate([c[0] for c in scans]) if any(len(c[0]) for c in scans) else np.zeros(0, np.uint64)
+    _, first = np.unique(allc, return_index=True)
+    mask = np.zeros(len(allc), bool)
+    mask[first] = True
+    offsets = np.cumsum([0] + [len(c[0]) for c in scans])
+    return [mask[offsets[i] : offsets[i + 1]] for i in range(len(scans))], int(len(allc) - mask.sum())
+
+
+def _write_mixture(
+    cfg: MixConfig, names: list[str], selected: list[np.ndarray], out: Path
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Stream the chosen records into mixture.jsonl and the per-split files; the counts written."""
     counts = {name: {code: 0 for code in LANGUAGES} for name in names}
     split_counts = {s: 0 for s in SPLITS}
     with atomic_writer(out / "mixture.jsonl") as mixture, _SplitWriters(out) as writers:
@@ -180,14 +195,7 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
                 writers.write(record.split, line)
                 counts[name][record.language] += 1
                 split_counts[record.split] += 1
-    table = composition_table(counts)
-    atomic_write_text(out / "composition.md", table + "\n")
-    atomic_write_text(
-        out / "composition.json",
-        json.dumps({"counts": counts, "splits": split_counts, "duplicates_removed": duplicates}, indent=1),
-    )
-    chart = composition_chart(counts, out / "composition.png")
-    return MixResult(counts, split_counts, duplicates, table, chart, out / "mixture.jsonl")
+    return counts, split_counts
 
 
 def _pick_split(rid: str, cfg: MixConfig) -> str:

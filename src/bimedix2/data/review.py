@@ -94,6 +94,24 @@ def _edit_in_editor(turns: list[str], editor: str) -> list[str]:
         os.unlink(name)
 
 
+def _ask_turns(
+    current: list[str],
+    inp: TextIO,
+    out: TextIO,
+    editor: str | None,
+    edit: Callable[[list[str]], list[str]] | None,
+) -> list[str] | None:
+    """The reviewer's edited turns (a callback, $EDITOR, or line by line); None at the end of input."""
+    try:
+        if edit is not None:
+            return edit(current)
+        if editor:
+            return _edit_in_editor(current, editor)
+        return _edit_lines(current, inp, out)
+    except EOFError:
+        return None
+
+
 def _problem(source: list[tuple[str, str]], turns: list[str]) -> str:
     if source and len(turns) != len(source):
         return f"expected {len(source)} turns, got {len(turns)}"
@@ -142,15 +160,10 @@ def review_session(
                     store.decide(idx, "rejected")
                     summary.rejected += 1
                 elif choice == "e":
-                    current = [t["value"] for t in item.result.output["conversations"]]
-                    try:
-                        if edit is not None:
-                            turns = edit(current)
-                        elif editor:
-                            turns = _edit_in_editor(current, editor)
-                        else:
-                            turns = _edit_lines(current, inp, out)
-                    except EOFError:
+                    turns = _ask_turns(
+                        [t["value"] for t in item.result.output["conversations"]], inp, out, editor, edit
+                    )
+                    if turns is None:
                         choice = "q"
                         break
                     problem = _problem(source, turns)

@@ -11,7 +11,7 @@ from bimedix2.data.io import write_jsonl
 from bimedix2.data.jobstore import ItemResult, JobStore
 from bimedix2.data.runner import run_records
 from bimedix2.data.schema import Record, Turn
-from bimedix2.errors import RecordError, LLMError
+from bimedix2.errors import LLMError, RecordError
 
 
 def write(path: Path, n: int) -> None:

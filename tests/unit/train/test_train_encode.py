@@ -23,7 +23,10 @@ from bimedix2.train.records import parse_record, read_records
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAT, TEXT_CHAT, CAPTIONS = FIXTURES / "chat.jsonl", FIXTURES / "text_chat.jsonl", FIXTURES / "captions.json"
 
-HEAD = f"<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{BIMEDIX2_SYSTEM_PROMPT}<|eot_id|>"
+HEAD = (
+    "<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+    f"{BIMEDIX2_SYSTEM_PROMPT}<|eot_id|>"
+)
 USER = "<|start_header_id|>user<|end_header_id|>\n\n"
 ASSISTANT = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 EOT = "<|eot_id|>"
