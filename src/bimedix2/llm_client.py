@@ -320,8 +320,7 @@ class LLMClient:
 
     def _start(self) -> tuple[_AsyncOpenAI, asyncio.Semaphore]:
         if self._sdk is None or self._slots is None:
-            # One pool for all requests: httpcore2 assigns requests in O(connections + requests),
-            # measured faster than spreading them over small pools (benchmarks/bench_translate.py).
+            # One pool: httpcore2 has no per-request pool scan (bench_translate.py --pooling: sharding saves 0%).
             n = self.config.max_concurrency
             http = httpx2.AsyncClient(
                 limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
