@@ -24,6 +24,7 @@ from typing import Any, TypeVar, Union
 import yaml
 
 from .errors import ConfigError
+from .fileio import atomic_write_text
 
 T = TypeVar("T")
 
@@ -133,12 +134,7 @@ def config_to_dict(obj: Any) -> Any:
 
 def save_config(obj: Any, path: str | Path) -> Path:
     """Write a config tree as YAML (the resolved config, loadable again with `load_config`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(obj), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(obj), sort_keys=False, allow_unicode=True))
 
 
 # --------------------------------------------------------------------------------- conversion
