@@ -4,11 +4,75 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import from_dict, load_yaml
 from ..errors import ConfigError
 from ..types import RESEARCH_NOTICE
+from .derive import add_dataclass_options, dataclass_from_args, opt
 from .options import add_model_options, load_options
+
+CLINICAL_FLAGS = ("radgraph", "chexbert", "bertscore")
+
+
+@dataclass(frozen=True)
+class EvalRunOptions:
+    """`bimedix2 eval run` options; a --config YAML holds the same keys (a flag given wins over it)."""
+
+    tasks: tuple[str, ...] = ()  # positional TASK ...
+    data: dict[str, str] = field(default_factory=dict)  # --data TASK=PATH entries merge over the YAML's
+    model: str | None = None  # --model (the model options group)
+    out: Path | None = field(default=None, metadata=opt("output directory (rerun with the same one to resume)"))
+    label: str = field(default="", metadata=opt("model name shown in reports"))
+    batch_size: int = field(default=4, metadata=opt("generation batch size"))
+    limit: int | None = field(default=None, metadata=opt("only the first N samples per task"))
+    seed: int = field(default=0, metadata=opt("random seed"))
+    max_new_tokens: int | None = field(default=None, metadata=opt("override the tasks' generation length"))
+    mcq_endpoint: str | None = field(
+        default=None, metadata=opt("MCQ: OpenAI-compatible base URL (.../v1) serving --model with prompt logprobs")
+    )
+    judge_url: str | None = field(default=None, metadata=opt("judge endpoint base URL (OpenAI-compatible, .../v1)"))
+    judge_model: str | None = field(default=None, metadata=opt("judge model name at that endpoint"))
+    radgraph: str | None = field(
+        default=None,
+        metadata=opt(
+            "report tasks: F1-RadGraph from the radgraph package's model (extracted radgraph.tar.gz dir, or the file)",
+            metavar="PATH",
+        ),
+    )
+    chexbert: str | None = field(
+        default=None,
+        metadata=opt(
+            "report tasks: CheXbert similarity from DIR/chexbert.pth + bert-base-uncased vocab.txt", metavar="DIR"
+        ),
+    )
+    bertscore: str | None = field(
+        default=None,
+        metadata=opt(
+            "report tasks: BERTScore from a local distilroberta-base; with --radgraph and --chexbert also RadCliQ-v1",
+            metavar="DIR",
+        ),
+    )
+
+    def run_config(self):  # noqa: ANN201 - eval.spec.RunConfig (lazy import)
+        """The runner's settings (what results.json records)."""
+        from ..eval.spec import RunConfig
+
+        return RunConfig(
+            out_dir=self.out,
+            model=self.model or "default",
+            label=self.label,
+            data=dict(self.data),
+            batch_size=self.batch_size,
+            limit=self.limit,
+            seed=self.seed,
+            max_new_tokens=self.max_new_tokens,
+            mcq_endpoint=self.mcq_endpoint,
+            judge_url=self.judge_url,
+            judge_model=self.judge_model,
+            clinical_models={n: getattr(self, n) for n in CLINICAL_FLAGS if getattr(self, n)},
+        )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,37 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--data", action="append", default=[], metavar="TASK=PATH", help="where a task's dataset lives (repeatable)"
     )
-    run.add_argument("--out", type=Path, default=None, help="output directory (rerun with the same one to resume)")
-    run.add_argument("--label", default="", help="model name shown in reports")
-    run.add_argument("--batch-size", type=int, default=None, help="generation batch size (default 4)")
-    run.add_argument("--limit", type=int, default=None, help="only the first N samples per task")
-    run.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    run.add_argument("--max-new-tokens", type=int, default=None, help="override the tasks' generation length")
-    run.add_argument(
-        "--mcq-endpoint",
-        default=None,
-        help="MCQ: OpenAI-compatible base URL (.../v1) serving --model with prompt logprobs",
-    )
-    run.add_argument("--judge-url", default=None, help="judge endpoint base URL (OpenAI-compatible, .../v1)")
-    run.add_argument("--judge-model", default=None, help="judge model name at that endpoint")
-    run.add_argument(
-        "--chexbert",
-        default=None,
-        metavar="DIR",
-        help="report tasks: CheXbert similarity from DIR/chexbert.pth + bert-base-uncased vocab.txt",
-    )
-    run.add_argument(
-        "--radgraph",
-        default=None,
-        metavar="PATH",
-        help="report tasks: F1-RadGraph from the radgraph package's model (extracted radgraph.tar.gz dir, or the file)",
-    )
-    run.add_argument(
-        "--bertscore",
-        default=None,
-        metavar="DIR",
-        help="report tasks: BERTScore from a local distilroberta-base; with --radgraph and --chexbert also RadCliQ-v1",
-    )
+    add_dataclass_options(run, EvalRunOptions)
     run.set_defaults(func=run_eval_cmd)
 
     rep = sub.add_parser("report", help="markdown + HTML tables and a radar chart from results files")
@@ -84,90 +118,43 @@ def _data_map(items: list[str]) -> dict[str, str]:
     return out
 
 
-CONFIG_KEYS = {
-    "tasks": list,
-    "data": dict,
-    "out": str,
-    "model": str,
-    "label": str,
-    "batch_size": int,
-    "limit": int,
-    "seed": int,
-    "max_new_tokens": int,
-    "mcq_endpoint": str,
-    "judge_url": str,
-    "judge_model": str,
-    "radgraph": str,
-    "chexbert": str,
-    "bertscore": str,
-}
-DEFAULTS = {"batch_size": 4, "seed": 0, "label": ""}
-
-
-def apply_config(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill options not given on the command line from --config (flags win; --data entries merge)."""
-    import yaml
-
-    raw: dict = {}
-    if args.config is not None:
-        try:
-            raw = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read eval config {args.config}: {exc}") from exc
-        unknown = sorted(set(raw) - set(CONFIG_KEYS))
-        if unknown:
-            raise ConfigError(f"{args.config}: unknown key(s) {unknown}; known: {sorted(CONFIG_KEYS)}")
-        for key, kind in CONFIG_KEYS.items():
-            if key in raw and raw[key] is not None and not isinstance(raw[key], kind):
-                raise ConfigError(f"{args.config}: {key} must be a {kind.__name__}")
-    values = vars(args)
-    for key in CONFIG_KEYS:
-        if key in ("tasks", "data"):
-            continue
-        if values.get(key) in (None, "") and raw.get(key) is not None:
-            values[key] = Path(raw[key]) if key == "out" else raw[key]
-        if values.get(key) is None and key in DEFAULTS:
-            values[key] = DEFAULTS[key]
-    if not args.tasks:
-        args.tasks = list(raw.get("tasks") or [])
-    args.data = [f"{k}={v}" for k, v in (raw.get("data") or {}).items()] + list(args.data)
-    if not args.tasks:
+def run_options(args: argparse.Namespace) -> EvalRunOptions:
+    """The run's options: flags given > --config YAML > defaults; --data entries merge over the YAML's."""
+    base = load_yaml(args.config) if args.config is not None else {}
+    try:
+        from_config = from_dict(EvalRunOptions, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    extra: dict = {"data": {**from_config.data, **_data_map(args.data)}}
+    if args.tasks:
+        extra["tasks"] = list(args.tasks)
+    if args.model:
+        extra["model"] = args.model
+    options = dataclass_from_args(EvalRunOptions, args, base=base, extra=extra)
+    if not options.tasks:
         raise ConfigError("name the tasks to run (positional TASK ... or `tasks:` in --config)")
-    if args.out is None:
+    if options.out is None:
         raise ConfigError("--out is required (or `out:` in --config)")
-    return args
+    if options.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    return options
 
 
 def run_eval_cmd(args: argparse.Namespace) -> int:
-    from ..eval.runner import RunConfig, check_data, run_eval
+    from ..eval.kinds import get_kind
+    from ..eval.runner import check_data, run_eval
     from ..eval.tasks import load_task
 
-    args = apply_config(args)
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    specs = [load_task(t) for t in args.tasks]
-    clinical = {n: getattr(args, n) for n in ("radgraph", "chexbert", "bertscore") if getattr(args, n)}
-    cfg = RunConfig(
-        out_dir=args.out,
-        model=args.model or "default",
-        label=args.label,
-        data=_data_map(args.data),
-        batch_size=args.batch_size,
-        limit=args.limit,
-        seed=args.seed,
-        max_new_tokens=args.max_new_tokens,
-        mcq_endpoint=args.mcq_endpoint,
-        judge_url=args.judge_url,
-        judge_model=args.judge_model,
-        clinical_models=clinical,
-    )
+    options = run_options(args)
+    specs = [load_task(t) for t in options.tasks]
+    cfg = options.run_config()
     check_data(specs, cfg)
     engine = None
-    if any(s.kind != "mcq" for s in specs) or not args.mcq_endpoint:  # MCQ scores the loaded model too
+    if any(get_kind(s.kind).needs_engine(cfg) for s in specs):
         from ..engine import Engine
         from ..model.loader import load_model
 
-        engine = Engine(load_model(args.model, load_options(args)))
+        engine = Engine(load_model(options.model, load_options(args)))
     path = run_eval([s.source for s in specs], engine, cfg)
     print(f"results: {path}")
     print(f"[{RESEARCH_NOTICE}]", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Medical MCQ (paper Table 2) through lm-evaluation-harness.
+"""lm-evaluation-harness plumbing for the medical MCQ kind (paper Table 2).
 
 Our local JSONL files (`<data>/<lang>/<dataset>.jsonl`, records `{"id", "question",
 "options": {"A": ...} | [...], "answer": "A" | index}`) are rewritten into one lm-eval task YAML
@@ -13,17 +13,18 @@ echoed prompt logprobs; the endpoint is checked for them before any scoring).
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError, EvalDataError
-from .cache import fingerprint
+from ..fileio import atomic_write_jsonl, atomic_write_text
 from .datasets import read_jsonl
-from .tasks import TaskSpec
+from .results import fingerprint
+from .spec import RunConfig
 
 LETTERS = "ABCDEFGHIJ"
 DATASET_TITLES = {
@@ -82,9 +83,7 @@ def prepare_docs(source: Path, target: Path, language: str) -> int:
                 "gold": _gold(rec, len(options), where),
             }
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return len(rows)
+    return atomic_write_jsonl(target, rows)
 
 
 def task_yaml(name: str, docs: Path) -> dict[str, Any]:
@@ -103,10 +102,10 @@ def task_yaml(name: str, docs: Path) -> dict[str, Any]:
     }
 
 
-def write_tasks(spec: TaskSpec, data_root: Path, out: Path) -> dict[str, tuple[str, str]]:
+def write_tasks(
+    datasets: Sequence[str], languages: Sequence[str], data_root: Path, out: Path
+) -> dict[str, tuple[str, str]]:
     """Task YAMLs for every (dataset, language) whose file exists; {lm-eval task: (dataset, lang)}."""
-    datasets = spec.extra.get("datasets", list(DATASET_TITLES))
-    languages = spec.extra.get("languages", ["en", "ar"])
     tasks: dict[str, tuple[str, str]] = {}
     wanted = []
     for lang in languages:
@@ -118,9 +117,7 @@ def write_tasks(spec: TaskSpec, data_root: Path, out: Path) -> dict[str, tuple[s
             docs = out / "docs" / lang / f"{name}.jsonl"
             prepare_docs(source, docs, lang)
             task = f"bimedix2_{name}_{lang}"
-            (out / f"{task}.yaml").write_text(
-                yaml.safe_dump(task_yaml(task, docs), allow_unicode=True), encoding="utf-8"
-            )
+            atomic_write_text(out / f"{task}.yaml", yaml.safe_dump(task_yaml(task, docs), allow_unicode=True))
             tasks[task] = (name, lang)
     if not tasks:
         raise EvalDataError(f"no MCQ files found; provide e.g. {wanted[0]} (layout <data>/<lang>/<dataset>.jsonl)")
@@ -229,27 +226,23 @@ def check_endpoint(url: str, model: str, tokenizer_dir: Path) -> None:
         )
 
 
-def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
-    """Run every available (dataset, language) through lm-eval; accuracy per dataset + averages."""
-    data_root = cfg.data_path(spec.name)
-    if data_root is None or not data_root.is_dir():
-        raise EvalDataError(f"task {spec.name!r} needs --data {spec.name}=DIR holding <lang>/<dataset>.jsonl files")
-    out = cfg.out_dir / spec.name / "lm_eval_tasks"
-    tasks = write_tasks(spec, data_root, out)
+def run_lm_eval(
+    tasks: Sequence[str], include_dir: Path, cfg: RunConfig, engine: Any, workdir: Path, num_fewshot: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`lm_eval.simple_evaluate` offline on the task YAMLs in `include_dir`: (its raw output, what scored)."""
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    workdir = cfg.out_dir / spec.name
     model_type, model_args = lm_eval_model(cfg.model, cfg.mcq_endpoint, engine, cfg.batch_size, workdir)
     scorer = {"model": cfg.model, "endpoint": completions_url(cfg.mcq_endpoint) if cfg.mcq_endpoint else None}
     raw = simple_evaluate(
         model=model_type,
         model_args=model_args or None,
         tasks=sorted(tasks),
-        task_manager=TaskManager(include_path=str(out)),
-        num_fewshot=spec.extra.get("num_fewshot", 0),
+        task_manager=TaskManager(include_path=str(include_dir)),
+        num_fewshot=num_fewshot,
         batch_size=cfg.batch_size,
         limit=cfg.limit,
         random_seed=cfg.seed,
@@ -261,46 +254,12 @@ def run_mcq(spec: TaskSpec, cfg: Any, engine: Any = None) -> dict[str, Any]:
         use_cache=str(workdir / f"lm_eval_cache-{fingerprint(scorer)}"),
         device="cpu" if model_type == "hf" and not _cuda() else None,
     )
-    accuracy: dict[str, dict[str, float]] = {}
-    rows = []
-    for task, (name, lang) in tasks.items():
-        accuracy.setdefault(lang, {})[name] = float(raw["results"][task]["acc,none"])
-        for s in raw.get("samples", {}).get(task, []):
-            rows.append(
-                {
-                    "task": task,
-                    "dataset": name,
-                    "language": lang,
-                    "doc_id": s.get("doc_id"),
-                    "target": s.get("target"),
-                    "acc": s.get("acc"),
-                }
-            )
-    (cfg.out_dir / spec.name / "scored.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows), encoding="utf-8"
-    )
-    return {
-        "metrics": mcq_table(accuracy),
-        "n": len(rows),
-        "lm_eval": {
-            "model": model_type if isinstance(model_type, str) else "hf (model loaded by bimedix2)",
-            "version": _lm_eval_version(),
-            **({"endpoint": scorer["endpoint"], "tokenizer": model_args["tokenizer"]} if cfg.mcq_endpoint else {}),
-        },
+    info = {
+        "model": model_type if isinstance(model_type, str) else "hf (model loaded by bimedix2)",
+        "version": _lm_eval_version(),
+        **({"endpoint": scorer["endpoint"], "tokenizer": model_args["tokenizer"]} if cfg.mcq_endpoint else {}),
     }
-
-
-def mcq_table(accuracy: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """{lang: {dataset: acc, "average": mean}, "bilingual": {dataset: mean over en/ar}} (fractions)."""
-    table: dict[str, Any] = {}
-    for lang, per in accuracy.items():
-        table[lang] = {**per, "average": sum(per.values()) / len(per)}
-    if "en" in accuracy and "ar" in accuracy:
-        shared = sorted(set(accuracy["en"]) & set(accuracy["ar"]))
-        if shared:
-            bi = {d: (accuracy["en"][d] + accuracy["ar"][d]) / 2 for d in shared}
-            table["bilingual"] = {**bi, "average": sum(bi.values()) / len(bi)}
-    return table
+    return raw, info
 
 
 def _cuda() -> bool:

@@ -1,10 +1,9 @@
-"""Paper-style tables (markdown + HTML) and a radar chart comparing any number of results files.
+"""Report tables (markdown + HTML) and a radar chart comparing any number of results files.
 
-Tables follow the BiMediX2 paper's shapes: Table 2 (medical MCQ, English / Arabic / bilingual
-rows), Table 5 (VQA with MultiMedEval's metrics; our improved mode in its own, labelled table),
-report generation / summarization, BiMed-MBench (type x domain, per language) and UPHILL
-(per presupposition level). Missing numbers print as "-", unavailable metrics as "n/a"
-with the reason below the table: never as zero.
+Each evaluation kind supplies its own tables (in the paper's shapes for the paper's tasks) and
+radar axes; this module groups every results file's entries by kind, asks each kind, and renders.
+Missing numbers print as "-", unavailable metrics as "n/a" with the reason below the table:
+never as zero.
 """
 
 from __future__ import annotations
@@ -12,41 +11,19 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from ..fileio import atomic_write_text
 from ..types import RESEARCH_NOTICE
-from .mcq import DATASET_TITLES
-from .runner import load_results
+from .kinds import EvalKind, all_kinds, get_kind
+from .results import load_results
+from .tables import ModelResults, Table
+from .tasks import builtin_task_kinds
 
-VQA_TASKS = (("vqa-rad", "VQA-RAD"), ("slake", "SLAKE"), ("path-vqa", "Path-VQA"))
-VQA_METRICS = (
-    ("bleu1", "BLEU-1"),
-    ("closed_accuracy", "Closed Acc"),
-    ("open_recall", "Open Recall"),
-    ("recall", "Recall"),
-    ("open_accuracy", "Open Acc"),
-    ("f1", "F1"),
-)
-TEXT_TASKS = (
-    ("mimic-cxr-report", "MIMIC-CXR report generation"),
-    ("mimic-iii-summarization", "MIMIC-III summarization"),
-)
-TEXT_METRICS = (
-    ("bleu1", "BLEU-1"),
-    ("bleu4", "BLEU-4"),
-    ("rougeL", "ROUGE-L"),
-    ("meteor", "METEOR"),
-    ("f1_radgraph", "F1-RadGraph"),
-    ("chexbert_similarity", "CheXbert sim."),
-    ("bertscore", "BERTScore"),
-    ("radcliq", "RadCliQ-v1 ↓"),
-)
-RAW_METRICS = frozenset({"radcliq"})  # not a fraction: printed as is (predicted error count, lower is better)
-MBENCH_COLUMNS = ("Conversation", "Description", "CXR", "MRI", "Histology", "Gross", "CT")
-LANG_NAMES = {"en": "English", "ar": "Arabic", "bilingual": "Bilingual"}
+__all__ = ["Table", "build_tables", "radar_axes", "radar_chart", "reference_results_path", "render_report"]
 
 
 def reference_results_path() -> Path:
@@ -54,149 +31,29 @@ def reference_results_path() -> Path:
     return Path(str(resources.files("bimedix2.eval") / "reference" / "bimedix2_paper.json"))
 
 
-@dataclass(frozen=True)
-class Table:
-    """One rendered table: title, header, rows of cells (already formatted), footnotes."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    notes: tuple[str, ...] = ()
-
-
-def _pct(value: Any, scale: float = 100.0, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{float(value) * scale:.{digits}f}"
-
-
 def _label(results: dict[str, Any]) -> str:
     return str(results.get("label") or results.get("model"))
 
 
-def mcq_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
-    datasets = list(DATASET_TITLES)
-    rows, present = [], False
-    for res in all_results:
-        metrics = res["tasks"].get("mcq", {}).get("metrics", {})
-        for lang in ("en", "ar", "bilingual"):
-            if lang in metrics:
-                present = True
-                per = metrics[lang]
-                rows.append(
-                    (_label(res), LANG_NAMES[lang], *(_pct(per.get(d)) for d in datasets), _pct(per.get("average")))
-                )
-    if not present:
+def _kind_of(task: str, entry: dict[str, Any]) -> EvalKind | None:
+    """The kind that wrote an entry: its `kind` tag, else the built-in task of that name; None if unknown."""
+    name = entry.get("kind") or builtin_task_kinds().get(task)
+    try:
+        return get_kind(name) if name else None
+    except ConfigError:
         return None
-    return Table(
-        "Medical MCQ accuracy (%) - paper Table 2 shape",
-        ("Model", "Language", *DATASET_TITLES.values(), "Average"),
-        tuple(rows),
-        ("Average is over the datasets present in that row; '-' = not run.",),
-    )
 
 
-def vqa_table(all_results: Sequence[dict[str, Any]], mode: str) -> Table | None:
-    rows, present = [], False
-    for res in all_results:
-        cells, mine = [_label(res)], False
-        for task, _ in VQA_TASKS:
-            metrics = res["tasks"].get(task, {}).get("metrics", {}).get(mode)
-            mine |= metrics is not None
-            cells += [_pct((metrics or {}).get(key)) for key, _ in VQA_METRICS]
-        if mine:
-            rows.append(tuple(cells))
-            present = True
-    if not present:
-        return None
-    columns = ("Model", *(f"{title} {name}" for _, title in VQA_TASKS for _, name in VQA_METRICS))
-    if mode == "multimedeval":
-        return Table(
-            "Medical VQA (%) - MultiMedEval metrics, paper Table 5 shape",
-            columns,
-            tuple(rows),
-            ("Closed = gold answer is yes/no (MultiMedEval's rule); comparable with the paper.",),
-        )
-    return Table(
-        "Medical VQA (%) - IMPROVED mode (ours, not comparable with the paper)",
-        columns,
-        tuple(rows),
-        (
-            "Closed = the dataset's answer_type is CLOSED; Arabic normalised (diacritics, tatweel, "
-            "alef/yaa/taa-marbuta, Arabic-Indic digits).",
-        ),
-    )
-
-
-def text_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
-    rows, notes = [], []
-    for res in all_results:
-        for task, title in TEXT_TASKS:
-            entry = res["tasks"].get(task)
-            if not entry:
-                continue
-            metrics, unavailable = entry.get("metrics", {}), entry.get("unavailable", {})
-            cells = [_label(res), title]
-            for key, _ in TEXT_METRICS:
-                scale = 1.0 if key in RAW_METRICS else 100.0
-                cells.append("n/a" if key in unavailable else _pct(metrics.get(key), scale, 3 if scale == 1 else 1))
-            rows.append(tuple(cells))
-            notes += [f"{_label(res)} / {title}: {key} {why}" for key, why in unavailable.items()]
-    if not rows:
-        return None
-    return Table(
-        "Report generation and summarization (%; RadCliQ-v1 raw, lower is better)",
-        ("Model", "Task", *(n for _, n in TEXT_METRICS)),
-        tuple(rows),
-        tuple(dict.fromkeys(notes)),
-    )
-
-
-def mbench_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
-    rows = []
-    for res in all_results:
-        for lang, m in res["tasks"].get("bimed-mbench", {}).get("metrics", {}).items():
-            by = {**m.get("by_type", {}), **m.get("by_domain", {})}
-            rows.append(
-                (
-                    _label(res),
-                    LANG_NAMES.get(lang, lang),
-                    *(_pct(by.get(c), 1) for c in MBENCH_COLUMNS),
-                    _pct(m.get("overall"), 1),
-                )
-            )
-    if not rows:
-        return None
-    return Table(
-        "BiMed-MBench relative score (candidate / reference x 100)",
-        ("Model", "Language", *MBENCH_COLUMNS, "Overall"),
-        tuple(rows),
-        ("Relative score = mean over samples of judge(candidate) / judge(reference) x 100.",),
-    )
-
-
-def uphill_table(all_results: Sequence[dict[str, Any]]) -> Table | None:
-    rows = []
-    for res in all_results:
-        for lang, m in res["tasks"].get("uphill", {}).get("metrics", {}).items():
-            per = m.get("accuracy_per_level", {})
-            rows.append(
-                (
-                    _label(res),
-                    LANG_NAMES.get(lang, lang),
-                    *(_pct(per.get(str(i))) for i in range(5)),
-                    _pct(m.get("accuracy")),
-                    _pct(m.get("consistency")),
-                )
-            )
-    if not rows:
-        return None
-    return Table(
-        "UPHILL factual accuracy (%) per presupposition level",
-        ("Model", "Language", "Level 0", "Level 1", "Level 2", "Level 3", "Level 4", "Overall", "Consistency"),
-        tuple(rows),
-        ("Consistency = share of claims with the same stance at all five levels.",),
-    )
+def by_kind(all_results: Sequence[dict[str, Any]]) -> list[tuple[EvalKind, list[ModelResults]]]:
+    """For each registered kind (report order): every results file holding only that kind's entries."""
+    out = []
+    for kind in all_kinds():
+        views = [
+            ModelResults(_label(res), {t: e for t, e in res["tasks"].items() if _kind_of(t, e) is kind})
+            for res in all_results
+        ]
+        out.append((kind, views))
+    return out
 
 
 def unique_labels(all_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -211,41 +68,18 @@ def unique_labels(all_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def build_tables(all_results: Sequence[dict[str, Any]]) -> list[Table]:
-    """Every table that has at least one number."""
-    tables = [
-        mcq_table(all_results),
-        vqa_table(all_results, "multimedeval"),
-        vqa_table(all_results, "improved"),
-        text_table(all_results),
-        mbench_table(all_results),
-        uphill_table(all_results),
-    ]
-    return [t for t in tables if t is not None]
+    """Every table that has at least one number, kind by kind."""
+    return [table for kind, views in by_kind(all_results) for table in kind.tables(views)]
 
 
 def radar_axes(all_results: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """{axis: {model label: value 0-100}} over categories x languages (like the paper's Figure 1)."""
     axes: dict[str, dict[str, float]] = {}
-
-    def put(axis: str, label: str, value: Any, scale: float = 100.0) -> None:
-        if value is not None:
-            axes.setdefault(axis, {})[label] = float(value) * scale
-
-    for res in all_results:
-        label, tasks = _label(res), res["tasks"]
-        for lang, m in tasks.get("bimed-mbench", {}).get("metrics", {}).items():
-            for key, value in {**m.get("by_type", {}), **m.get("by_domain", {})}.items():
-                put(f"{key} ({lang.upper()})", label, value, 1.0)
-        for lang, per in tasks.get("mcq", {}).get("metrics", {}).items():
-            put(f"MCQ ({LANG_NAMES.get(lang, lang)})", label, per.get("average"))
-        for task, title in VQA_TASKS:
-            put(
-                f"{title} closed acc",
-                label,
-                tasks.get(task, {}).get("metrics", {}).get("multimedeval", {}).get("closed_accuracy"),
-            )
-        for lang, m in tasks.get("uphill", {}).get("metrics", {}).items():
-            put(f"UPHILL ({lang.upper()})", label, m.get("accuracy"))
+    grouped = by_kind(all_results)
+    for i in range(len(all_results)):
+        for kind, views in grouped:
+            for axis, value in kind.radar_axes(views[i]):
+                axes.setdefault(axis, {})[views[i].label] = value
     return axes
 
 
@@ -337,8 +171,8 @@ def render_report(result_files: Sequence[Path], out_dir: Path, with_reference: b
     chart_name = chart.name if chart else None
     sources = [str(p) for p in files]
     out = {"markdown": out_dir / "report.md", "html": out_dir / "report.html"}
-    out["markdown"].write_text(to_markdown(tables, sources, chart_name), encoding="utf-8")
-    out["html"].write_text(to_html(tables, sources, chart_name), encoding="utf-8")
+    atomic_write_text(out["markdown"], to_markdown(tables, sources, chart_name))
+    atomic_write_text(out["html"], to_html(tables, sources, chart_name))
     if chart:
         out["radar"] = chart
     return out

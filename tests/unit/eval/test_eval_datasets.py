@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bimedix2.errors import ConfigError, EvalDataError
-from bimedix2.eval.cache import SampleCache
+from bimedix2.eval.results import SampleCache
 from bimedix2.eval.datasets import (
     hf_copy_clean,
     load_mimic_iii_tables,

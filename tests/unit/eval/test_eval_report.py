@@ -11,7 +11,7 @@ from PIL import Image
 from bimedix2.cli import main
 from bimedix2.errors import EvalDataError
 from bimedix2.eval.report import radar_axes, reference_results_path, render_report
-from bimedix2.eval.runner import RESULTS_FORMAT, load_results
+from bimedix2.eval.results import RESULTS_FORMAT, load_results
 
 
 def _results(label: str, scale: float) -> dict:
@@ -160,15 +160,16 @@ def test_cli_run_from_config(tiny_llava_path: Path, tmp_path: Path, monkeypatch:
 
 
 def test_shipped_eval_configs_are_valid() -> None:
-    import yaml
-
-    from bimedix2.commands.eval import CONFIG_KEYS
-    from bimedix2.eval.tasks import list_tasks
+    from bimedix2.commands.eval import EvalRunOptions
+    from bimedix2.config import from_dict, load_yaml
+    from bimedix2.eval.tasks import list_tasks, load_task
 
     for path in (Path(__file__).resolve().parents[3] / "configs" / "eval").glob("*.yaml"):
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert set(raw) <= set(CONFIG_KEYS), path
-        assert set(raw["tasks"]) <= set(list_tasks()) and set(raw["data"]) <= set(list_tasks()), path
+        options = from_dict(EvalRunOptions, load_yaml(path))
+        assert options.tasks and set(options.tasks) <= set(list_tasks()), path
+        assert set(options.data) <= set(options.tasks), path
+        for task in options.tasks:
+            load_task(task)
 
 
 def test_reference_renders_beside_a_result(tmp_path: Path) -> None:

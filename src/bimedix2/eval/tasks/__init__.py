@@ -1,83 +1,94 @@
-"""Task definitions: one YAML per benchmark in this folder, loaded into frozen `TaskSpec`s."""
+"""Task definitions: one YAML per benchmark in this folder, loaded into frozen, validated `TaskSpec`s.
+
+A task YAML holds the common keys (`name`, `kind`, `title`, `dataset: {format, options}`, `prompt`,
+`generation`) and its kind's own options (the fields of that kind's `Options` dataclass, e.g.
+`languages`, `judge`), all at the top level.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ...config import from_dict
 from ...errors import ConfigError
 from ...types import GenParams
+from ..datasets import dataset_options
+from ..kinds import get_kind
+from ..spec import TaskSpec
 
 TASK_DIR = Path(__file__).parent
-KINDS = ("vqa", "report", "summarization", "mcq", "mbench", "uphill")
+COMMON_KEYS = ("name", "kind", "title", "dataset", "prompt", "generation")
+
+__all__ = ["TaskSpec", "builtin_task_kinds", "list_tasks", "load_task"]
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """A benchmark: how to read it, prompt for it and score it."""
-
-    name: str
-    kind: str
-    title: str
-    dataset_format: str = ""
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    prompt: str = "{question}"
-    generation: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
-
-    def gen_params(self, **overrides: Any) -> GenParams:
-        """Decoding settings: the task's, then any non-None override."""
-        values = {**self.generation, **{k: v for k, v in overrides.items() if v is not None}}
-        try:
-            return GenParams(**values)
-        except TypeError as exc:
-            raise ConfigError(f"task {self.name}: bad generation settings {values} ({exc})") from exc
-
-    def as_dict(self) -> dict[str, Any]:
-        """The resolved task definition (written beside the results)."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "title": self.title,
-            "dataset": {"format": self.dataset_format, "options": self.dataset_options},
-            "prompt": self.prompt,
-            "generation": self.generation,
-            **self.extra,
-            "source": self.source,
-        }
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a task file is a mapping of keys, got {type(raw).__name__}")
+    for key in ("name", "kind"):
+        if key not in raw:
+            raise ConfigError(f"{path}: missing field {key!r}")
+    return raw
 
 
-def load_task(name_or_path: str) -> TaskSpec:
-    """A built-in task by name (see `list_tasks`) or a task YAML file."""
+def _typed(schema: type, data: Any, where: str, prefix: str = "") -> Any:
+    try:
+        return from_dict(schema, data, prefix=prefix)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _path_of(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not path.suffix:
         path = TASK_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown task {name_or_path!r}: no file {path} (built-in tasks: {', '.join(list_tasks())})")
+    return path
+
+
+def load_task(name_or_path: str) -> TaskSpec:
+    """A built-in task by name (see `list_tasks`) or a task YAML file; unknown keys are errors."""
+    path = _path_of(name_or_path)
+    raw = _read_yaml(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
-    for key in ("name", "kind"):
-        if key not in raw:
-            raise ConfigError(f"{path}: missing field {key!r}")
-    if raw["kind"] not in KINDS:
-        raise ConfigError(f"{path}: kind {raw['kind']!r} is not one of {', '.join(KINDS)}")
-    dataset = raw.pop("dataset", {}) or {}
-    known = {"name", "kind", "title", "prompt", "generation"}
+        kind = get_kind(raw["kind"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    option_keys = [k for k in raw if k not in COMMON_KEYS]
+    allowed = sorted({*COMMON_KEYS, *kind.Options.__dataclass_fields__})
+    for key in option_keys:
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}: unknown key {key!r} for a task of kind {raw['kind']!r} (allowed: {', '.join(allowed)})"
+            )
+    dataset = raw.get("dataset") or {}
+    if not isinstance(dataset, dict) or set(dataset) - {"format", "options"}:
+        raise ConfigError(f"{path}: dataset must be a mapping with 'format' and optionally 'options'")
+    fmt, options = str(dataset.get("format", "")), dataset.get("options") or {}
+    if fmt:
+        dataset_options(fmt, options, str(path))
+    elif options:
+        raise ConfigError(f"{path}: dataset options need a dataset format")
+    generation = raw.get("generation") or {}
+    _typed(GenParams, generation, str(path), prefix="generation")
     return TaskSpec(
         name=raw["name"],
         kind=raw["kind"],
         title=raw.get("title", raw["name"]),
-        dataset_format=dataset.get("format", ""),
-        dataset_options=dataset.get("options", {}) or {},
+        dataset_format=fmt,
+        dataset_options=options,
         prompt=raw.get("prompt", "{question}"),
-        generation=raw.get("generation", {}) or {},
-        extra={k: v for k, v in raw.items() if k not in known},
+        generation=generation,
+        options=_typed(kind.Options, {k: raw[k] for k in option_keys}, str(path)),
         source=str(path),
     )
 
@@ -85,3 +96,9 @@ def load_task(name_or_path: str) -> TaskSpec:
 def list_tasks() -> list[str]:
     """Names of the built-in tasks."""
     return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+
+
+@functools.cache
+def builtin_task_kinds() -> dict[str, str]:
+    """{built-in task name: its kind}: how a results entry without a `kind` tag finds its kind."""
+    return {name: load_task(name).kind for name in list_tasks()}

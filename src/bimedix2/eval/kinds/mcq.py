@@ -1,0 +1,106 @@
+"""`kind: mcq`: medical multiple choice (paper Table 2) scored by lm-evaluation-harness log-likelihoods.
+
+Data: `<data>/<lang>/<dataset>.jsonl`; see `bimedix2.eval.mcq` for the lm-eval side (our loaded
+model through lm-eval's `hf` backend, or an OpenAI-compatible completions endpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import EvalDataError
+from ..mcq import DATASET_TITLES, run_lm_eval, write_tasks
+from ..results import Generator, write_jsonl
+from ..spec import RunConfig
+from ..tables import LANG_NAMES, ModelResults, Table, language_name, pct
+from .base import EvalKind, TaskRun
+from .registry import register_kind
+
+
+@dataclass(frozen=True)
+class MCQOptions:
+    """An MCQ task's own YAML keys."""
+
+    datasets: tuple[str, ...] = tuple(DATASET_TITLES)  # <data>/<lang>/<dataset>.jsonl files looked for
+    languages: tuple[str, ...] = ("en", "ar")
+    num_fewshot: int = 0
+
+
+def mcq_metrics(accuracy: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """{lang: {dataset: acc, "average": mean}, "bilingual": {dataset: mean over en/ar}} (fractions)."""
+    table: dict[str, Any] = {}
+    for lang, per in accuracy.items():
+        table[lang] = {**per, "average": sum(per.values()) / len(per)}
+    if "en" in accuracy and "ar" in accuracy:
+        shared = sorted(set(accuracy["en"]) & set(accuracy["ar"]))
+        if shared:
+            bi = {d: (accuracy["en"][d] + accuracy["ar"][d]) / 2 for d in shared}
+            table["bilingual"] = {**bi, "average": sum(bi.values()) / len(bi)}
+    return table
+
+
+@register_kind("mcq")
+class MCQ(EvalKind):
+    """Accuracy per dataset and language, with English / Arabic / bilingual averages."""
+
+    Options = MCQOptions
+    rank = 10
+
+    def needs_engine(self, cfg: RunConfig) -> bool:
+        return not cfg.mcq_endpoint  # an endpoint scores without the model loaded here
+
+    def run(self, task: TaskRun, engine: Generator | None) -> dict[str, Any]:
+        data_root = task.data_path()
+        if data_root is None or not data_root.is_dir():
+            raise EvalDataError(f"task {task.name!r} needs --data {task.name}=DIR holding <lang>/<dataset>.jsonl files")
+        include_dir = task.dir / "lm_eval_tasks"
+        tasks = write_tasks(task.options.datasets, task.options.languages, data_root, include_dir)
+        raw, info = run_lm_eval(list(tasks), include_dir, task.cfg, engine, task.dir, task.options.num_fewshot)
+        accuracy: dict[str, dict[str, float]] = {}
+        rows = []
+        for name, (dataset, lang) in tasks.items():
+            accuracy.setdefault(lang, {})[dataset] = float(raw["results"][name]["acc,none"])
+            rows += [
+                {
+                    "task": name,
+                    "dataset": dataset,
+                    "language": lang,
+                    "doc_id": s.get("doc_id"),
+                    "target": s.get("target"),
+                    "acc": s.get("acc"),
+                }
+                for s in raw.get("samples", {}).get(name, [])
+            ]
+        write_jsonl(task.dir / "scored.jsonl", rows)
+        return {"metrics": mcq_metrics(accuracy), "n": len(rows), "lm_eval": info}
+
+    def tables(self, results: Sequence[ModelResults]) -> list[Table]:
+        rows = []
+        for res in results:
+            for task in res.tasks:
+                metrics = res.metrics(task)
+                for lang in LANG_NAMES:
+                    if lang in metrics:
+                        per = metrics[lang]
+                        cells = (pct(per.get(d)) for d in DATASET_TITLES)
+                        rows.append((res.label, language_name(lang), *cells, pct(per.get("average"))))
+        if not rows:
+            return []
+        return [
+            Table(
+                "Medical MCQ accuracy (%) - paper Table 2 shape",
+                ("Model", "Language", *DATASET_TITLES.values(), "Average"),
+                tuple(rows),
+                ("Average is over the datasets present in that row; '-' = not run.",),
+            )
+        ]
+
+    def radar_axes(self, results: ModelResults) -> list[tuple[str, float]]:
+        return [
+            (f"MCQ ({language_name(lang)})", float(per["average"]) * 100.0)
+            for task in results.tasks
+            for lang, per in results.metrics(task).items()
+            if per.get("average") is not None
+        ]

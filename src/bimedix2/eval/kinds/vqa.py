@@ -1,0 +1,119 @@
+"""`kind: vqa`: medical VQA with MultiMedEval's metrics (paper Table 5) and our labelled improved mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ...types import Message
+from ..datasets import EvalSample, read_dataset
+from ..metrics.vqa import VQAScore, aggregate, score_improved, score_multimedeval, yes_no_instruction
+from ..tables import ModelResults, Table, pct
+from .base import GenerationKind, TaskRun
+from .registry import register_kind
+
+PAPER_TASKS = {"vqa-rad": "VQA-RAD", "slake": "SLAKE", "path-vqa": "Path-VQA"}  # Table 5's columns, in order
+METRICS = (
+    ("bleu1", "BLEU-1"),
+    ("closed_accuracy", "Closed Acc"),
+    ("open_recall", "Open Recall"),
+    ("recall", "Recall"),
+    ("open_accuracy", "Open Acc"),
+    ("f1", "F1"),
+)
+NOTES = {  # written into each results entry
+    "multimedeval": "MultiMedEval rules: closed iff gold is yes/no; comparable with the paper's Table 5",
+    "improved": "ours: closed iff answer_type is CLOSED; Arabic normalisation; NOT comparable with the paper",
+}
+MODES = {
+    "multimedeval": (
+        "Medical VQA (%) - MultiMedEval metrics, paper Table 5 shape",
+        "Closed = gold answer is yes/no (MultiMedEval's rule); comparable with the paper.",
+    ),
+    "improved": (
+        "Medical VQA (%) - IMPROVED mode (ours, not comparable with the paper)",
+        "Closed = the dataset's answer_type is CLOSED; Arabic normalised (diacritics, tatweel, "
+        "alef/yaa/taa-marbuta, Arabic-Indic digits).",
+    ),
+}
+
+
+def vqa_prompt(prompt: str, sample: EvalSample) -> str:
+    """The task prompt; MultiMedEval's yes/no instruction when the gold answer is yes/no."""
+    text = prompt.format(question=sample.text)
+    if yes_no_instruction(sample.reference):
+        text = "Answer the following question with yes or no. " + text  # MultiMedEval vqa.py format_question
+    return text
+
+
+def _columns(results: Sequence[ModelResults]) -> dict[str, str]:
+    """{task: column title}: the paper's three tasks, then any other VQA task found in the results."""
+    columns = dict(PAPER_TASKS)
+    for res in results:
+        for task, entry in res.tasks.items():
+            columns.setdefault(task, str(entry.get("title") or task))
+    return columns
+
+
+@register_kind("vqa")
+class VQA(GenerationKind):
+    """Closed/open accuracy, recall, F1 and BLEU-1 of short answers to image questions."""
+
+    rank = 20
+
+    def read(self, task: TaskRun) -> list[EvalSample]:
+        samples = read_dataset(task.spec.dataset_format, task.data_path(), task.spec.dataset_options, task.name)
+        return samples[: task.cfg.limit] if task.cfg.limit else samples
+
+    def prompt(self, task: TaskRun, sample: EvalSample) -> list[Message]:
+        return [Message("user", vqa_prompt(task.spec.prompt, sample), sample.images)]
+
+    def score(
+        self, task: TaskRun, samples: list[EvalSample], predictions: dict[str, str], scorers: Any
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for s in tqdm(samples, desc=f"{task.name} scoring", unit="sample"):
+            rows.append(
+                {
+                    "id": s.id,
+                    "question": s.text,
+                    "reference": s.reference,
+                    "prediction": predictions[s.id],
+                    "answer_type": s.meta.get("answer_type"),
+                    "multimedeval": asdict(score_multimedeval(predictions[s.id], s.reference)),
+                    "improved": asdict(score_improved(predictions[s.id], s.reference, s.meta.get("answer_type"))),
+                }
+            )
+        return rows
+
+    def aggregate(self, task: TaskRun, samples: list[EvalSample], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "metrics": {mode: aggregate([VQAScore(**r[mode]) for r in rows]) for mode in MODES},
+            "notes": NOTES,
+            "n": len(samples),
+        }
+
+    def tables(self, results: Sequence[ModelResults]) -> list[Table]:
+        columns = _columns(results)
+        out = []
+        for mode, (title, note) in MODES.items():
+            rows = []
+            for res in results:
+                per_task = [res.metrics(task).get(mode) for task in columns]
+                if any(m is not None for m in per_task):
+                    rows.append((res.label, *(pct((m or {}).get(key)) for m in per_task for key, _ in METRICS)))
+            if rows:
+                header = ("Model", *(f"{col} {name}" for col in columns.values() for _, name in METRICS))
+                out.append(Table(title, header, tuple(rows), (note,)))
+        return out
+
+    def radar_axes(self, results: ModelResults) -> list[tuple[str, float]]:
+        axes = []
+        for task, title in _columns([results]).items():
+            value = results.metrics(task).get("multimedeval", {}).get("closed_accuracy")
+            if value is not None:
+                axes.append((f"{title} closed acc", float(value) * 100.0))
+        return axes

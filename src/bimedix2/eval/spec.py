@@ -1,0 +1,82 @@
+"""What a task run is told: the task's definition (`TaskSpec`) and the run-wide settings (`RunConfig`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import config_to_dict
+from ..errors import ConfigError
+from ..types import GenParams
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a kind that has none of its own."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A benchmark: how to read it, prompt for it and score it (one task YAML, validated on load)."""
+
+    name: str
+    kind: str
+    title: str
+    dataset_format: str = ""
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)  # as written; the reader types them
+    prompt: str = "{question}"
+    generation: Mapping[str, Any] = field(default_factory=dict)
+    options: Any = field(default_factory=NoOptions)  # the kind's own frozen Options dataclass
+    source: str = ""
+
+    def gen_params(self, **overrides: Any) -> GenParams:
+        """Decoding settings: the task's, then any non-None override."""
+        values = {**self.generation, **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            return GenParams(**values)
+        except TypeError as exc:
+            raise ConfigError(f"task {self.name}: bad generation settings {values} ({exc})") from exc
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved task definition (written beside the results)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "title": self.title,
+            "dataset": {"format": self.dataset_format, "options": dict(self.dataset_options)},
+            "prompt": self.prompt,
+            "generation": dict(self.generation),
+            **config_to_dict(self.options),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's outputs (written into results.json)."""
+
+    out_dir: Path
+    model: str
+    label: str = ""
+    data: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 4
+    limit: int | None = None
+    seed: int = 0
+    max_new_tokens: int | None = None
+    mcq_endpoint: str | None = None
+    judge_url: str | None = None
+    judge_model: str | None = None
+    clinical_models: dict[str, str] = field(default_factory=dict)
+
+    def data_path(self, task: str) -> Path | None:
+        """Where task `task`'s data lives, if given."""
+        value = self.data.get(task)
+        return Path(value) if value else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values."""
+        out = asdict(self)
+        out["out_dir"] = str(self.out_dir)
+        return out
