@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from .base import LoadedModel, LoadOptions, cache_dir
+from .base import QUANTIZATIONS, LoadedModel, LoadOptions, cache_dir
 from .formats import CheckpointFormat, ConvertibleFormat, detect_format, get_format
 from .formats.common import check_quantization, resolve_device, resolve_dtype
 from .formats.embedded import EMBEDDED_DEFAULT_NAME, embedded_default_dir, embedded_default_gguf, load_embedded_default
@@ -22,8 +22,10 @@ def load_model(source: str | Path | None = None, options: LoadOptions | None = N
     options = options or LoadOptions()
     device = resolve_device(options.device)
     resolve_dtype(options.dtype, device)
-    check_quantization(options.quantization, device)
+    if options.quantization not in QUANTIZATIONS:
+        raise ModelLoadError(f"unknown quantization {options.quantization!r}. Available: {', '.join(QUANTIZATIONS)}")
     if source is None:
+        check_quantization(options.quantization, device)
         return load_embedded_default(options)
     path = local_checkpoint(str(source))
     fmt = checkpoint_format(path, options.format)
@@ -33,6 +35,7 @@ def load_model(source: str | Path | None = None, options: LoadOptions | None = N
             f"{source} is a {fmt.name} checkpoint, which loads with quantization "
             f"{' or '.join(fmt.quantizations)} only, not {options.quantization!r}{hint}"
         )
+    check_quantization(options.quantization, device)
     loaded = fmt.load(path, options)
     return dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, name=str(source)))
 

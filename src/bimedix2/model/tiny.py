@@ -264,3 +264,88 @@ def save_tiny_llava_llama(out_dir: Path, *, image_size: int = 56, hidden: int = 
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
     return {"llm": llm, "vision": vision, "projector": projector, "tokenizer": tokenizer, "config": config}
+
+
+# Llama weight names in llama.cpp's GGUF spelling (per layer, then the rest).
+_GGUF_LAYER_NAMES = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+_GGUF_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output"}
+
+
+def _gguf_name(key: str) -> str:
+    module, _, suffix = key.rpartition(".")
+    if module.startswith("model.layers."):
+        index, _, rest = module.removeprefix("model.layers.").partition(".")
+        return f"blk.{index}.{_GGUF_LAYER_NAMES[rest]}.{suffix}"
+    return f"{_GGUF_NAMES[module]}.{suffix}"
+
+
+def _rope_permute(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """llama.cpp's q/k row order (rotary halves interleaved); transformers undoes it on load."""
+    grouped = weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:])
+    return grouped.swapaxes(1, 2).reshape(weight.shape)
+
+
+def save_tiny_gguf(path: Path, *, hidden: int = 32, seed: int = 0) -> Path:
+    """Write a tiny Llama causal LM as one float32 GGUF file, as llama.cpp's converter lays it out."""
+    import gguf
+
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer(with_image_token=False)
+    config = tiny_llama_config(len(tokenizer), hidden=hidden)
+    model = LlamaForCausalLM(config).eval()
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(hidden // config.num_attention_heads)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(len(tokenizer))
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    _write_gguf_tokenizer(writer, tokenizer)
+    for key, value in model.state_dict().items():
+        if key.endswith("q_proj.weight"):
+            value = _rope_permute(value, config.num_attention_heads)
+        elif key.endswith("k_proj.weight"):
+            value = _rope_permute(value, config.num_key_value_heads)
+        writer.add_tensor(_gguf_name(key), value.detach().float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _write_gguf_tokenizer(writer: Any, tokenizer: PreTrainedTokenizerFast) -> None:
+    """The byte-level BPE vocabulary, merges, special-token ids and chat template as GGUF metadata."""
+    import gguf
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = sorted(spec["model"]["vocab"].items(), key=lambda item: item[1])
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    specials = set(LLAMA3_SPECIAL_TOKENS)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if token in specials else gguf.TokenType.NORMAL for token, _ in vocab]
+    )
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_add_bos_token(True)
+    writer.add_chat_template(tokenizer.chat_template)

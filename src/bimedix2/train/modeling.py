@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import ModelLoadError, TrainingError
+from ..errors import TrainingError
 from ..model.loader import LoadedModel, LoadOptions, load_model
 from .config import LoraConfig, TrainConfig
 
@@ -51,6 +51,11 @@ def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedMo
     if dtype == "auto":
         dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
     quantization = "4bit" if cfg.lora.quantization == "4bit" and cfg.stage == "stage2" else "none"
+    if quantization == "4bit" and device != "cuda":
+        raise TrainingError(
+            "lora.quantization=4bit (QLoRA) needs a CUDA GPU with bitsandbytes; this machine has none. "
+            "Use lora.quantization=none to train LoRA on the CPU."
+        )
     options = LoadOptions(
         format=cfg.model.format,
         chat_template=cfg.model.chat_template,
@@ -59,12 +64,7 @@ def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedMo
         vision_tower=cfg.model.vision_tower,
         quantization=quantization,
     )
-    try:
-        loaded = load_model(cfg.model.path, options)
-    except ModelLoadError as exc:
-        if quantization == "none":
-            raise
-        raise TrainingError(f"lora.quantization=4bit: {exc}") from None
+    loaded = load_model(cfg.model.path, options)
     if cfg.model.attn_implementation:
         loaded.model.set_attn_implementation(cfg.model.attn_implementation)
     if cfg.model.projector_weights:

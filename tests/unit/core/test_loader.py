@@ -80,3 +80,29 @@ def test_model_without_template_asks_for_one(tiny_causal_lm_path: Path, tmp_path
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="no chat template of its own; pass one explicitly"):
         load_model(str(bare))
+
+
+def test_unknown_format_name_and_model_type_list_the_available_formats(
+    tiny_causal_lm_path: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ModelLoadError, match=r"unknown checkpoint format 'vicuna'. Available: gguf, llava-llama"):
+        load_model(str(tiny_causal_lm_path), LoadOptions(format="vicuna"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "not_a_model"}))
+    with pytest.raises(ModelLoadError, match="no checkpoint format recognises model_type 'not_a_model'. Available"):
+        load_model(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["X"]}))
+    with pytest.raises(ModelLoadError, match="has no model_type; pass the format explicitly"):
+        load_model(str(tmp_path))
+
+
+def test_remote_code_causal_lm_is_detected_from_auto_map(tmp_path: Path) -> None:
+    config = {"model_type": "phi3_v", "auto_map": {"AutoModelForCausalLM": "modeling_phi3_v.Phi3VForCausalLM"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert detect_format(tmp_path) == "causal-lm"
+
+
+def test_quantization_is_checked_before_any_weights_load(tiny_llava_llama_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="llava-llama checkpoint, .* none only, not '4bit'; convert it first"):
+        load_model(str(tiny_llava_llama_path), LoadOptions(quantization="4bit"))
+    with pytest.raises(ModelLoadError, match="unknown quantization '8bit'. Available: none, 4bit"):
+        load_model(str(tiny_llava_llama_path), LoadOptions(quantization="8bit"))  # type: ignore[arg-type]

@@ -45,13 +45,13 @@ def check_quantization(quantization: str, device: torch.device) -> None:
         return
     if device.type != "cuda":
         raise ModelLoadError(
-            f"quantization={quantization} (QLoRA) needs a CUDA GPU with bitsandbytes; the model would load on "
+            f"{quantization} quantization (QLoRA) needs a CUDA GPU with bitsandbytes; the model would load on "
             f"{device}. Load with quantization 'none' to run on the CPU."
         )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ModelLoadError(f"quantization={quantization} needs bitsandbytes: pip install bitsandbytes") from None
+        raise ModelLoadError(f"{quantization} quantization needs bitsandbytes: pip install bitsandbytes") from None
 
 
 def placement_kwargs(options: LoadOptions, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
