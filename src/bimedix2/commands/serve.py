@@ -1,4 +1,9 @@
-"""`bimedix2 serve` (OpenAI-compatible API + web chat) and `bimedix2 serve-vllm` (GPU deployment)."""
+"""`bimedix2 serve` (OpenAI-compatible API + web chat) and `bimedix2 serve-vllm` (GPU deployment).
+
+The flags are derived from the option dataclasses below (`commands.derive`); their defaults are
+`ServeConfig`'s and `VllmOptions`'s own, never copied. `serve --config FILE` reads the same
+options from YAML (keys: the `ServeOptions` field names); a flag given on the command line wins.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,137 @@ import argparse
 import ipaddress
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from ..config import load_yaml
 from ..errors import ConfigError
+from ..serve.config import MiB, ServeConfig, api_key_from_env
+from ..serve.vllm import VllmOptions
 from ..types import RESEARCH_NOTICE
+from .derive import add_dataclass_options, dataclass_from_args, opt
 from .options import add_model_options, load_options
+
+_SERVE = ServeConfig()
+_VLLM = VllmOptions(model="")
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Where the server listens and who may use it (both `serve` and `serve-vllm`)."""
+
+    host: str = field(
+        default=_SERVE.host, metadata=opt("address to bind; not loopback and no API key prints a warning")
+    )
+    port: int = field(default=_SERVE.port, metadata=opt("port to bind", metavar="N"))
+    api_key: str | None = field(
+        default=_SERVE.api_key,
+        metadata=opt(
+            "require 'Authorization: Bearer KEY' on every route that reaches the model or images; "
+            "when not given: $BIMEDIX2_API_KEY, else no key",
+            metavar="KEY",
+        ),
+    )
+    served_model_name: str | None = field(
+        default=None, metadata=opt("model id clients send; when not given: --model, else 'bimedix2'", metavar="NAME")
+    )
+
+
+@dataclass(frozen=True)
+class ServeOptions(NetworkOptions):
+    """`bimedix2 serve`'s options, in the units the flags use (seconds, MiB)."""
+
+    engine: Literal["transformers", "vllm"] = field(
+        default="transformers",
+        metadata=opt("transformers (this process, dynamic batching) or vllm (exec vLLM's server; GPU only)"),
+    )
+    max_batch_size: int = field(default=_SERVE.max_batch_size, metadata=opt("requests generated together", metavar="N"))
+    max_queue: int = field(default=_SERVE.max_queue, metadata=opt("waiting requests before 429", metavar="N"))
+    batch_window_s: float = field(
+        default=_SERVE.batch_window_s,
+        metadata=opt("seconds to wait for more requests after a batch's first", metavar="S"),
+    )
+    timeout: float = field(
+        default=_SERVE.request_timeout_s, metadata=opt("seconds per request before 504", metavar="S")
+    )
+    max_body_mb: float = field(
+        default=_SERVE.max_body_bytes / MiB,
+        metadata=opt("request body limit in MiB (413), chunked bodies included", metavar="MIB"),
+    )
+    max_image_mb: float = field(
+        default=_SERVE.max_image_bytes / MiB, metadata=opt("per-image limit in MiB (413)", metavar="MIB")
+    )
+    allow_local_images: tuple[Path, ...] = field(
+        default=_SERVE.local_image_dirs,
+        metadata=opt("allow file:// image URLs under DIR (repeatable)", metavar="DIR"),
+    )
+    default_max_tokens: int = field(
+        default=_SERVE.default_max_tokens, metadata=opt("max_tokens when a request gives none", metavar="N")
+    )
+    steer_language: bool = field(
+        default=_SERVE.steer_language,
+        metadata=opt(
+            "append 'Answer in English.' / 'أجب باللغة العربية الفصحى.' to the last user turn "
+            '(per request: "steer_language")'
+        ),
+    )
+    log_requests: bool = field(
+        default=_SERVE.log_requests, metadata=opt("log request sizes and counts (never prompts or images)")
+    )
+
+    def to_config(self, model: str | None, api_key: str | None) -> ServeConfig:
+        """The server's `ServeConfig`; `ConfigError` for a value it refuses."""
+        try:
+            return ServeConfig(
+                model_id=self.served_model_name or model or _SERVE.model_id,
+                host=self.host,
+                port=self.port,
+                api_key=api_key,
+                max_batch_size=self.max_batch_size,
+                max_queue=self.max_queue,
+                batch_window_s=self.batch_window_s,
+                request_timeout_s=self.timeout,
+                max_body_bytes=round(self.max_body_mb * MiB),
+                max_image_bytes=round(self.max_image_mb * MiB),
+                local_image_dirs=tuple(d.resolve() for d in self.allow_local_images),
+                default_max_tokens=self.default_max_tokens,
+                steer_language=self.steer_language,
+                log_requests=self.log_requests,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"serve options: {exc}") from None
+
+
+@dataclass(frozen=True)
+class VllmFlags:
+    """How vLLM is launched (`serve-vllm`, `serve --engine vllm`)."""
+
+    tensor_parallel_size: int = field(
+        default=_VLLM.tensor_parallel_size,
+        metadata=opt("GPUs to shard the model over (70B: 4 x 80 GB, or 2 with fp8)", aliases=("--tp",), metavar="N"),
+    )
+    max_model_len: int | None = field(
+        default=_VLLM.max_model_len, metadata=opt("context length (BiMediX2 trained at 4096)", metavar="N")
+    )
+    vllm_dtype: str = field(default=_VLLM.dtype, metadata=opt("vLLM --dtype", metavar="DTYPE"))
+    gpu_memory_utilization: float | None = field(
+        default=_VLLM.gpu_memory_utilization, metadata=opt("vLLM --gpu-memory-utilization", metavar="FRACTION")
+    )
+    template_file: Path | None = field(
+        default=None,
+        metadata=opt(
+            "where to write the chat template; when not given: ~/.cache/bimedix2/vllm/bimedix2-llama3.jinja",
+            metavar="FILE",
+        ),
+    )
+    dry_run: bool = field(default=False, metadata=opt("print the vLLM command and template path, do not run"))
+    vllm_arg: tuple[str, ...] = field(
+        default=_VLLM.extra_args, metadata=opt("extra argument passed to vLLM (repeatable)", metavar="ARG")
+    )
+
+
+_NETWORK_FIELDS = ("host", "port", "api_key", "served_model_name")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,63 +149,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="OpenAI-compatible API (/v1/chat/completions, /v1/models, /health) and a web chat at /"
     )
     add_model_options(serve)
-    _add_network_options(serve)
+    add_dataclass_options(serve.add_argument_group("network"), NetworkOptions)
     group = serve.add_argument_group("serving")
-    group.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
-                       help="transformers (this process, dynamic batching) or vllm (exec vLLM's server; GPU only)")
-    group.add_argument("--served-model-name", default=None,
-                       help="model id clients send (default: --model, or 'bimedix2')")
-    group.add_argument("--max-batch-size", type=int, default=8, help="requests generated together (default: 8)")
-    group.add_argument("--max-queue", type=int, default=64, help="waiting requests before 429 (default: 64)")
-    group.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default: 300)")
-    group.add_argument("--max-body-mb", type=float, default=32.0, help="request body limit in MiB (default: 32)")
-    group.add_argument("--max-image-mb", type=float, default=16.0, help="per-image limit in MiB (default: 16)")
-    group.add_argument("--allow-local-images", action="append", default=[], type=Path, metavar="DIR",
-                       help="allow file:// image URLs under DIR (repeatable; default: none)")
-    group.add_argument("--default-max-tokens", type=int, default=1024, help="max_tokens when a request gives none")
-    group.add_argument("--no-steer-language", action="store_true",
-                       help="do not ask the model to answer in the language of the question")
-    group.add_argument("--log-requests", action="store_true",
-                       help="log request sizes and counts (never prompts or images)")
-    _add_vllm_options(serve)
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML file of these serving options (keys: host, port, max_batch_size, timeout, "
+        "max_body_mb, ...); flags given here win",
+    )
+    add_dataclass_options(group, ServeOptions, exclude=_NETWORK_FIELDS)
+    add_dataclass_options(serve.add_argument_group("vllm"), VllmFlags)
     serve.set_defaults(func=run_serve)
 
     vllm = subparsers.add_parser(
         "serve-vllm", help="serve through vLLM's OpenAI server on GPUs, with BiMediX2's template"
     )
     vllm.add_argument("--model", "-m", required=True, help="transformers Llava checkpoint (e.g. MBZUAI/BiMediX2-8B-hf)")
-    vllm.add_argument("--served-model-name", default=None)
-    _add_network_options(vllm)
-    _add_vllm_options(vllm)
+    add_dataclass_options(vllm.add_argument_group("network"), NetworkOptions)
+    add_dataclass_options(vllm.add_argument_group("vllm"), VllmFlags)
     vllm.add_argument("--allow-local-images", default=None, metavar="DIR", help="vLLM --allowed-local-media-path")
     vllm.set_defaults(func=run_serve_vllm)
-
-
-def _add_network_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("network")
-    group.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    group.add_argument("--port", type=int, default=8000)
-    group.add_argument("--api-key", default=None,
-                       help="require 'Authorization: Bearer KEY' on /v1 routes (default: $BIMEDIX2_API_KEY, else none)")
-
-
-def _add_vllm_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("vllm")
-    group.add_argument("--tensor-parallel-size", "--tp", type=int, default=1,
-                       help="GPUs to shard the model over (70B: 4 x 80 GB, or 2 with fp8)")
-    group.add_argument("--max-model-len", type=int, default=4096, help="context length (BiMediX2 trained at 4096)")
-    group.add_argument("--vllm-dtype", default="auto", help="vLLM --dtype (default: auto)")
-    group.add_argument("--gpu-memory-utilization", type=float, default=None)
-    group.add_argument("--template-file", type=Path, default=None,
-                       help="where to write the chat template (default: ~/.cache/bimedix2/vllm/bimedix2-llama3.jinja)")
-    group.add_argument("--dry-run", action="store_true", help="print the vLLM command and template path, do not run")
-    group.add_argument("--vllm-arg", action="append", default=[], help="extra argument passed to vLLM (repeatable)")
-
-
-def _api_key(args: argparse.Namespace) -> str | None:
-    from ..serve.config import api_key_from_env
-
-    return args.api_key or api_key_from_env()
 
 
 def _is_loopback(host: str) -> bool:
@@ -86,86 +182,90 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """`ServeOptions` from `--config` (if given) and the flags."""
+    base = load_yaml(args.config) if args.config is not None else {}
+    try:
+        return dataclass_from_args(ServeOptions, args, base=base)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}" if args.config is not None else str(exc)) from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    if args.engine == "vllm":
+    opts = serve_options(args)
+    if opts.engine == "vllm":
         if args.model is None:
             raise ConfigError(
                 "--engine vllm needs --model (a transformers Llava checkpoint, e.g. MBZUAI/BiMediX2-8B-hf)"
             )
-        args.allow_local_images = str(args.allow_local_images[0]) if args.allow_local_images else None
-        return run_serve_vllm(args)
+        local = str(opts.allow_local_images[0]) if opts.allow_local_images else None
+        return _launch_vllm(args.model, opts, dataclass_from_args(VllmFlags, args), local)
     import uvicorn
 
     from ..engine import Engine
     from ..model.loader import load_model
     from ..serve.api import create_app
-    from ..serve.config import ServeConfig
 
-    key = _api_key(args)
-    if not _is_loopback(args.host) and key is None:
-        print(f"bimedix2: warning: listening on {args.host} without an API key; anyone who can reach it can use it",
-              file=sys.stderr)
-    for directory in args.allow_local_images:
+    key = opts.api_key or api_key_from_env()
+    if not _is_loopback(opts.host) and key is None:
+        print(
+            f"bimedix2: warning: listening on {opts.host} without an API key; anyone who can reach it can use it",
+            file=sys.stderr,
+        )
+    for directory in opts.allow_local_images:
         if not directory.is_dir():
             raise ConfigError(f"--allow-local-images {directory}: not a directory")
-    config = ServeConfig(
-        model_id=args.served_model_name or args.model or "bimedix2",
-        host=args.host,
-        port=args.port,
-        api_key=key,
-        max_batch_size=args.max_batch_size,
-        max_queue=args.max_queue,
-        request_timeout_s=args.timeout,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        max_image_bytes=int(args.max_image_mb * 1024 * 1024),
-        local_image_dirs=tuple(d.resolve() for d in args.allow_local_images),
-        default_max_tokens=args.default_max_tokens,
-        steer_language=not args.no_steer_language,
-        log_requests=args.log_requests,
-    )
+    config = opts.to_config(args.model, key)
     engine = Engine(load_model(args.model, load_options(args)))
-    print(f"bimedix2 serving {config.model_id!r} on http://{args.host}:{args.port}/ (web chat at /, API at /v1). "
-          f"{RESEARCH_NOTICE}", file=sys.stderr)
-    uvicorn.run(create_app(engine, config), host=args.host, port=args.port,
-                log_level="info" if args.verbose else "warning", access_log=args.log_requests)
+    print(
+        f"bimedix2 serving {config.model_id!r} on http://{config.host}:{config.port}/ (web chat at /, API at /v1). "
+        f"{RESEARCH_NOTICE}",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(engine, config),
+        host=config.host,
+        port=config.port,
+        log_level="info" if args.verbose else "warning",
+        access_log=config.log_requests,
+    )
     return 0
 
 
 def run_serve_vllm(args: argparse.Namespace) -> int:
-    from ..model.loader import cache_dir
-    from ..serve.vllm import (
-        VllmOptions,
-        build_command,
-        check_model,
-        launch_env,
-        printable,
-        vllm_available,
-        write_template,
-    )
+    network = dataclass_from_args(NetworkOptions, args)
+    return _launch_vllm(args.model, network, dataclass_from_args(VllmFlags, args), args.allow_local_images)
 
-    check_model(args.model)
-    template = write_template(args.template_file or cache_dir() / "vllm" / "bimedix2-llama3.jinja")
+
+def _launch_vllm(model: str, network: NetworkOptions, flags: VllmFlags, allow_local_images: str | None) -> int:
+    from ..model.loader import cache_dir
+    from ..serve.vllm import build_command, check_model, launch_env, printable, vllm_available, write_template
+
+    check_model(model)
+    template = write_template(flags.template_file or cache_dir() / "vllm" / "bimedix2-llama3.jinja")
     options = VllmOptions(
-        model=args.model,
-        host=args.host,
-        port=args.port,
-        served_model_name=args.served_model_name,
-        tensor_parallel_size=args.tensor_parallel_size,
-        max_model_len=args.max_model_len,
-        dtype=args.vllm_dtype,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        allowed_local_media_path=args.allow_local_images,
-        extra_args=tuple(args.vllm_arg),
+        model=model,
+        host=network.host,
+        port=network.port,
+        served_model_name=network.served_model_name,
+        tensor_parallel_size=flags.tensor_parallel_size,
+        max_model_len=flags.max_model_len,
+        dtype=flags.vllm_dtype,
+        gpu_memory_utilization=flags.gpu_memory_utilization,
+        allowed_local_media_path=allow_local_images,
+        extra_args=flags.vllm_arg,
     )
     cmd = build_command(options, template)
-    key = _api_key(args)
-    if args.dry_run:
+    key = network.api_key or api_key_from_env()
+    if flags.dry_run:
         print(printable(cmd))
         print(f"# chat template: {template}; API key: {'from $VLLM_API_KEY' if key else 'none'}", file=sys.stderr)
         return 0
     if not vllm_available():
-        raise ConfigError("vLLM is not installed here (it needs a CUDA GPU host): `pip install vllm` there, "
-                          "or run with --dry-run to print the command")
+        raise ConfigError(
+            "vLLM is not installed here (it needs a CUDA GPU host): `pip install vllm` there, "
+            "or run with --dry-run to print the command"
+        )
     print(f"{printable(cmd)}\n{RESEARCH_NOTICE}", file=sys.stderr)
     os.execvpe(cmd[0], cmd, launch_env(os.environ, key))
     return 0  # not reached
