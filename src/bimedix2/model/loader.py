@@ -88,6 +88,4 @@ __all__ = [
     "embedded_default_gguf",
     "load_model",
     "local_checkpoint",
-    "resolve_device",
-    "resolve_dtype",
 ]
