@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config import from_dict, load_yaml
 from ..errors import ConfigError
+from ..eval.spec import RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
 from .options import add_model_options, load_options
@@ -24,7 +25,7 @@ class EvalRunOptions:
     data: dict[str, str] = field(default_factory=dict)  # --data TASK=PATH entries merge over the YAML's
     model: str | None = None  # --model (the model options group)
     out: Path | None = field(default=None, metadata=opt("output directory (rerun with the same one to resume)"))
-    label: str = field(default="", metadata=opt("model name shown in reports"))
+    label: str | None = field(default=None, metadata=opt("model name shown in reports (none: the model's)"))
     batch_size: int = field(default=4, metadata=opt("generation batch size"))
     limit: int | None = field(default=None, metadata=opt("only the first N samples per task"))
     seed: int = field(default=0, metadata=opt("random seed"))
@@ -55,14 +56,12 @@ class EvalRunOptions:
         ),
     )
 
-    def run_config(self):  # noqa: ANN201 - eval.spec.RunConfig (lazy import)
+    def run_config(self) -> RunConfig:
         """The runner's settings (what results.json records)."""
-        from ..eval.spec import RunConfig
-
         return RunConfig(
             out_dir=self.out,
             model=self.model or "default",
-            label=self.label,
+            label=self.label or "",
             data=dict(self.data),
             batch_size=self.batch_size,
             limit=self.limit,

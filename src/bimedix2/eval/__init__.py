@@ -1,2 +1,2 @@
-"""Evaluation harness: task definitions (YAML), pure metric functions, generation runner,
-LLM judges (BiMed-MBench, UPHILL) and paper-style reports. Research use only."""
+"""Evaluation harness: task definitions (YAML), evaluation kinds (`kinds/`, a registry), pure metric
+functions, the generation runner, LLM judges and paper-style reports. Research use only."""
