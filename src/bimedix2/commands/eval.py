@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import from_dict, load_yaml
 from ..errors import ConfigError
-from ..eval.spec import RunConfig
+from ..eval.spec import Protocol, RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
 from .options import add_model_options, load_options
@@ -26,6 +26,10 @@ class EvalRunOptions:
     model: str | None = None  # --model (the model options group)
     out: Path | None = field(default=None, metadata=opt("output directory (rerun with the same one to resume)"))
     label: str | None = field(default=None, metadata=opt("model name shown in reports (none: the model's)"))
+    protocol: Protocol = field(
+        default="paper",
+        metadata=opt("paper: the released BiMediX2 prompts and generation settings; toolkit: our own improvements"),
+    )
     batch_size: int = field(default=4, metadata=opt("generation batch size"))
     limit: int | None = field(default=None, metadata=opt("only the first N samples per task"))
     seed: int = field(default=0, metadata=opt("random seed"))
@@ -71,6 +75,7 @@ class EvalRunOptions:
             judge_url=self.judge_url,
             judge_model=self.judge_model,
             clinical_models={n: getattr(self, n) for n in CLINICAL_FLAGS if getattr(self, n)},
+            protocol=self.protocol,
         )
 
 

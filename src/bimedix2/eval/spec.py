@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config import config_to_dict
 from ..errors import ConfigError
@@ -53,6 +53,10 @@ class TaskSpec:
         }
 
 
+Protocol = Literal["paper", "toolkit"]
+PROTOCOLS: tuple[str, ...] = ("paper", "toolkit")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's outputs (written into results.json)."""
@@ -69,6 +73,9 @@ class RunConfig:
     judge_url: str | None = None
     judge_model: str | None = None
     clinical_models: dict[str, str] = field(default_factory=dict)
+    # "paper": the released BiMediX2 code's prompts and generation settings for each task;
+    # "toolkit": our own improvements (greedy decoding, language steering, tolerant parsing).
+    protocol: Protocol = "paper"
 
     def data_path(self, task: str) -> Path | None:
         """Where task `task`'s data lives, if given."""
