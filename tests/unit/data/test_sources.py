@@ -109,7 +109,7 @@ def test_mcq_sources_have_options_answers_and_explanations() -> None:
 
 
 def test_bad_inputs_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown source"):
+    with pytest.raises(ConfigError, match="unknown dataset source .*Available: llava-med-alignment, "):
         iter_source("nope", tmp_path)
     with pytest.raises(RecordError, match="dataset folder not found"):
         iter_source("medqa", tmp_path / "absent")

@@ -36,7 +36,7 @@ BUILDERS: dict[str, Builder] = {
 def iter_source(name: str, root: str | Path, report: BuildReport | None = None) -> Iterator[Record]:
     """Records of one source read from its dataset folder ``root``."""
     if name not in BUILDERS:
-        raise ConfigError(f"unknown source {name!r}; known: {sorted(BUILDERS)}")
+        raise ConfigError(f"unknown dataset source {name!r}. Available: {', '.join(sorted(BUILDERS))}")
     root = Path(root)
     if not root.is_dir():
         raise RecordError(f"{root}: dataset folder not found")
