@@ -1,0 +1,120 @@
+"""The engine backend interface: what turns tokenized prompts into generated tokens, and the registry.
+
+`Engine` owns everything that does not depend on the runtime (templating, images, context
+checks, stop strings, streaming); a backend owns the runtime: tokenizing prompts and images into
+model inputs, generating one step at a time, and turning token ids back into text. A new backend
+is one module with one class and one `@register_backend("name")` line; `Engine(loaded,
+backend="name")` selects it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ..errors import ConfigError
+from ..types import GenParams
+
+if TYPE_CHECKING:
+    from ..conversation import ChatTemplate
+    from ..model.base import LoadedModel
+
+StepFn = Callable[[Sequence[int]], Sequence[bool]]
+"""Called after every generation step with each row's newest token id; returns which rows have ended."""
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Model inputs for a batch of conversations, plus what is needed to decode the outputs.
+
+    `inputs` is the backend's own; it holds at least `input_ids` and `attention_mask`
+    (one left-padded row per conversation).
+    """
+
+    inputs: dict[str, Any]
+    prompt_tokens: tuple[int, ...]
+    languages: tuple[str, ...]
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings shared by every row of one generation run."""
+
+    do_sample: bool
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    @classmethod
+    def of(cls, params: GenParams) -> Sampling:
+        """The run-wide part of `params` (temperature and top_p only count when sampling)."""
+        if params.sampling:
+            return cls(True, params.temperature, params.top_p, params.seed)
+        return cls(False, seed=params.seed)
+
+
+class GenerationBackend(Protocol):
+    """Turns prompts into model inputs and model inputs into tokens, one step at a time.
+
+    Token ids are the backend's own: the engine only compares them with `stop_token_ids`,
+    counts them, and hands them back to `decode`.
+    """
+
+    stop_token_ids: tuple[int, ...]
+    context_length: int | None  # the model's context window in tokens, if it knows one
+
+    def encode(self, prompts: Sequence[str], images: Sequence[Any]) -> dict[str, Any]:
+        """Model inputs for rendered prompts (left-padded) and their images, in prompt order."""
+        ...
+
+    def merge(self, rows: Sequence[PreparedBatch]) -> PreparedBatch:
+        """One batch from single-conversation batches that were prepared on their own."""
+        ...
+
+    def generate(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling, step: StepFn) -> None:
+        """Generate for every row of `inputs`, calling `step` after each token.
+
+        Rows that `step` reports ended take no more tokens; return once every row has ended or
+        after `max_new_tokens` steps. Runs on the caller's thread; the engine serialises calls.
+        """
+        ...
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """The text of generated token ids, special tokens left out."""
+        ...
+
+
+BackendFactory = Callable[["LoadedModel"], GenerationBackend]
+BACKENDS: dict[str, BackendFactory] = {}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def register_backend(name: str) -> Callable[[_F], _F]:
+    """Decorator for a backend class (or factory) taking a `LoadedModel`: `Engine(loaded, backend=name)` uses it."""
+
+    def register(factory: _F) -> _F:
+        if BACKENDS.get(name, factory) is not factory:
+            raise ValueError(f"engine backend {name!r} is already registered")
+        BACKENDS[name] = factory
+        return factory
+
+    return register
+
+
+def get_backend(name: str) -> BackendFactory:
+    """The factory registered as `name`; an unknown name is a ConfigError listing the available ones."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown engine backend {name!r}. Available: {', '.join(sorted(BACKENDS))}") from None
+
+
+def template_stop_ids(tokenizer: Any, template: ChatTemplate) -> tuple[int, ...]:
+    """Token ids that end a reply: the template's stop tokens found in the vocabulary, else EOS."""
+    vocab = tokenizer.get_vocab()
+    ids = tuple(sorted({vocab[t] for t in template.stop_tokens if t in vocab}))
+    if not ids and tokenizer.eos_token_id is not None:
+        ids = (tokenizer.eos_token_id,)
+    return ids
