@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import Engine, RowStream
+from ..engine import Engine, TextStream
 from ..types import GenParams, Message, Reply
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     arrived: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    row: RowStream | None = None
+    row: TextStream | None = None
 
     def key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one generate call (seeded ones run alone, to stay reproducible)."""
@@ -189,7 +189,7 @@ class Batcher:
         if log.isEnabledFor(logging.INFO):
             log.info("batch of %d done", len(live))
 
-    def _forward(self, job: Job, row: RowStream) -> None:
+    def _forward(self, job: Job, row: TextStream) -> None:
         try:
             job.emit("start")
             for piece in row:
