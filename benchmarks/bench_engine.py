@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from transformers import TextIteratorStreamer
 
-from bimedix2.engine import Engine
+from bimedix2.engine import Engine, Sampling
 from bimedix2.model.loader import load_model
 from bimedix2.model.tiny import save_tiny_llava
 from bimedix2.types import GenParams, ImageRef, Message
@@ -40,7 +40,7 @@ from bimedix2.types import GenParams, ImageRef, Message
 def plain(engine: Engine, conv: list[Message], params: GenParams, stream: bool) -> tuple[float, float]:
     """The plain transformers pipeline: (seconds to first text, tokens/s)."""
     loaded = engine.loaded
-    config = engine._generation_config(params, params.max_new_tokens)
+    config = engine.backend.generation_config(Sampling.of(params), params.max_new_tokens)
     start = time.perf_counter()
     message = conv[-1]
     content = [{"type": "image"} for _ in message.images] + [{"type": "text", "text": message.content}]
