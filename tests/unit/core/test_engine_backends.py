@@ -1,0 +1,161 @@
+"""Engine backends: a backend defined here plugs in with one registration; per-step decode work stays linear."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import torch
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from bimedix2.engine import (
+    BACKENDS,
+    Engine,
+    PreparedBatch,
+    Sampling,
+    StepFn,
+    get_backend,
+    merge_prepared,
+    register_backend,
+    template_stop_ids,
+)
+from bimedix2.errors import ConfigError
+from bimedix2.model.base import LoadedModel
+from bimedix2.types import GenParams, Message
+
+REPLY = "The heart is enlarged. القلب متضخم."
+QUESTION = [Message("user", "Describe the X-ray.")]
+
+
+@register_backend("scripted")
+class ScriptedBackend:
+    """Answers every row with `script`, one byte per token (Arabic letters span two tokens)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.tokenizer = loaded.tokenizer
+        self.stop_token_ids = template_stop_ids(loaded.tokenizer, loaded.template)
+        self.context_length = 4096
+        self.script = byte_tokens(self.tokenizer, REPLY) + [self.stop_token_ids[0]]
+        self.decoded_tokens = 0
+
+    def encode(self, prompts: Sequence[str], images: Sequence[Any]) -> dict[str, Any]:
+        rows = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        width = max(len(r) for r in rows)
+        ids = [[0] * (width - len(r)) + r for r in rows]
+        mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+
+    def merge(self, rows: Sequence[PreparedBatch]) -> PreparedBatch:
+        return merge_prepared(rows, pad_token_id=0)
+
+    def generate(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling, step: StepFn) -> None:
+        n_rows = inputs["input_ids"].shape[0]
+        for i in range(max_new_tokens):
+            if all(step([self.script[i % len(self.script)]] * n_rows)):
+                return
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        self.decoded_tokens += len(token_ids)
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def byte_tokens(tokenizer: Any, text: str) -> list[int]:
+    """One byte-level token per UTF-8 byte of `text`."""
+    chars = bytes_to_unicode()
+    return [tokenizer.convert_tokens_to_ids(chars[b]) for b in text.encode()]
+
+
+@pytest.fixture()
+def engine(tiny_llava: LoadedModel) -> Engine:
+    return Engine(tiny_llava, backend="scripted")
+
+
+def tokens_until(backend: ScriptedBackend, stop: str) -> int:
+    """How many script tokens it takes until the decoded text holds `stop`."""
+    return next(n for n in range(1, len(backend.script)) if stop in backend.decode(backend.script[:n]))
+
+
+def test_a_registered_backend_serves_generate_and_stream(engine: Engine) -> None:
+    assert isinstance(engine.backend, ScriptedBackend)
+    params = GenParams(max_new_tokens=200, temperature=0)
+    reply = engine.generate(QUESTION, params)
+    assert (reply.text, reply.finish_reason) == (REPLY, "stop")
+    assert reply.completion_tokens == len(engine.backend.script)
+    assert reply.prompt_tokens == len(
+        engine.backend.tokenizer.encode(engine.render(QUESTION, params), add_special_tokens=False)
+    )
+    stream = engine.stream(QUESTION, params)
+    pieces = list(stream)
+    assert "".join(pieces) == REPLY and stream.reply == reply
+    assert not any("\ufffd" in p for p in pieces)  # half an Arabic letter is never shown
+    short = engine.generate(QUESTION, GenParams(max_new_tokens=5, temperature=0))
+    assert (short.text, short.completion_tokens, short.finish_reason) == (REPLY[:5], 5, "length")
+
+
+@pytest.mark.parametrize("stop", ["is enl", "لب مت", "م."], ids=["ascii", "arabic", "arabic-and-ascii"])
+def test_stop_strings_across_tokens_and_multibyte_letters(engine: Engine, stop: str) -> None:
+    params = GenParams(max_new_tokens=200, temperature=0, stop=(stop, "never"))
+    expected = REPLY[: REPLY.index(stop)]
+    reply = engine.generate(QUESTION, params)
+    assert (reply.text, reply.finish_reason) == (expected, "stop")
+    assert reply.completion_tokens == tokens_until(engine.backend, stop)
+    stream = engine.stream(QUESTION, params)
+    pieces = list(stream)
+    assert "".join(pieces) == expected and stream.reply == reply
+    assert not any("\ufffd" in p for p in pieces)
+
+
+def test_stream_batch_rows_end_on_their_own(engine: Engine) -> None:
+    params = [
+        GenParams(max_new_tokens=4, temperature=0),
+        GenParams(max_new_tokens=200, temperature=0, stop=("لب",)),
+        GenParams(max_new_tokens=200, temperature=0),
+    ]
+    with engine._lock:  # the run waits for the lock: the cancel lands before the first token
+        batch = engine.stream_batch([engine.prepare([QUESTION], p) for p in params], params)
+        batch.rows[2].cancel()
+    texts = [""] * 3
+
+    def read(i: int) -> None:
+        texts[i] = "".join(batch.rows[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    short, stopped, cancelled = (row.reply for row in batch.rows)
+    assert (short.text, short.finish_reason) == (REPLY[:4], "length")
+    assert (stopped.text, stopped.finish_reason) == (REPLY[: REPLY.index("لب")], "stop")
+    assert cancelled.completion_tokens == 1 and cancelled.finish_reason == "stop"
+    assert texts == [r.text for r in (short, stopped, cancelled)]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["generate", "stream"])
+def test_decode_work_grows_linearly_with_the_reply(engine: Engine, streamed: bool) -> None:
+    backend = engine.backend
+    backend.script = backend.script[:-1]  # no stop token: the reply runs to max_new_tokens
+    volume = {}
+    for n in (100, 800):
+        params = GenParams(max_new_tokens=n, temperature=0, stop=("never stops",))
+        backend.decoded_tokens = 0
+        if streamed:
+            stream = engine.stream(QUESTION, params)
+            "".join(stream)
+            assert stream.reply is not None and stream.reply.completion_tokens == n
+        else:
+            assert engine.generate(QUESTION, params).completion_tokens == n
+        volume[n] = backend.decoded_tokens
+    assert volume[800] <= 10 * 800  # re-decoding the whole row each step would be ~320,000
+    assert volume[800] / volume[100] < 10  # linear: 8x the tokens, about 8x the decode work
+
+
+def test_unknown_backend_names_the_available_ones(tiny_llava: LoadedModel) -> None:
+    assert "transformers" in BACKENDS and get_backend("scripted") is ScriptedBackend
+    available = ", ".join(sorted(BACKENDS))
+    with pytest.raises(ConfigError, match=f"^unknown engine backend 'x'. Available: {available}$"):
+        Engine(tiny_llava, backend="x")
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend("transformers")(ScriptedBackend)
