@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "bimedix2.commands.train",
     "bimedix2.commands.serve",
     "bimedix2.commands.eval",
+    "bimedix2.commands.export",
 )
 
 
