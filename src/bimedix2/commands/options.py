@@ -39,6 +39,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=("pad", "none"),
         help="pad images to a square (BiMediX2's setting) or not (default: from the checkpoint, else pad)",
     )
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a checkpoint's own Python code to run (phi3_v checkpoints such as MBZUAI/BiMediX2-4B "
+        "ship it); off unless given",
+    )
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +124,7 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         dtype=args.dtype,
         vision_tower=args.vision_tower,
         image_aspect_ratio=args.image_aspect_ratio,
+        trust_remote_code=args.trust_remote_code,
     )
 
 

@@ -32,6 +32,7 @@ class LoadOptions:
     vision_tower: str | None = None  # llava-llama: override mm_vision_tower
     image_aspect_ratio: str | None = None  # "pad" or "none"; default from the checkpoint, else "pad"
     quantization: Quantization = "none"  # "4bit": NF4 weights via bitsandbytes (QLoRA), CUDA only
+    trust_remote_code: bool = False  # allow a checkpoint's own Python code (phi3-v); never implied
 
 
 @dataclass(frozen=True)

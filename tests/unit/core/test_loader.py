@@ -96,9 +96,13 @@ def test_unknown_format_name_and_model_type_list_the_available_formats(
 
 
 def test_remote_code_causal_lm_is_detected_from_auto_map(tmp_path: Path) -> None:
-    config = {"model_type": "phi3_v", "auto_map": {"AutoModelForCausalLM": "modeling_phi3_v.Phi3VForCausalLM"}}
+    config = {"model_type": "my_remote_lm", "auto_map": {"AutoModelForCausalLM": "modeling_mine.MyForCausalLM"}}
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert detect_format(tmp_path) == "causal-lm"
+    # Phi-3-vision maps AutoModelForCausalLM too, but is its own format (ahead of causal-lm)
+    config = {"model_type": "phi3_v", "auto_map": {"AutoModelForCausalLM": "modeling_phi3_v.Phi3VForCausalLM"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert detect_format(tmp_path) == "phi3-v"
 
 
 def test_quantization_is_checked_before_any_weights_load(tiny_llava_llama_path: Path) -> None:

@@ -13,6 +13,7 @@ from .causal_lm import CausalLmFormat
 from .gguf import GgufFormat
 from .hf_llava import HfLlavaFormat
 from .llava_llama import LlavaLlamaFormat
+from .phi3_v import Phi3VFormat
 from .registry import (
     CheckpointFormat,
     ConvertibleFormat,
@@ -24,11 +25,13 @@ from .registry import (
     unregister_format,
 )
 
-# Detection order: a GGUF file by its magic bytes, then the two LLaVA layouts by model_type,
-# then any causal LM transformers knows (the most general, so last).
+# Detection order: a GGUF file by its magic bytes, then the LLaVA layouts and Phi-3-vision by
+# model_type (phi3_v before causal-lm, whose auto_map check would claim it), then any causal LM
+# transformers knows (the most general, so last).
 register_format(GgufFormat())
 register_format(LlavaLlamaFormat())
 register_format(HfLlavaFormat())
+register_format(Phi3VFormat())
 register_format(CausalLmFormat())
 
 __all__ = [

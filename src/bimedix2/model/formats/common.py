@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from transformers import LlavaForConditionalGeneration, PreTrainedModel, PreTrainedTokenizerBase
 
-from ...conversation import BUILTIN_TEMPLATES, ChatTemplate
+from ...conversation import BIMEDIX2_LLAMA3, BUILTIN_TEMPLATES, ChatTemplate
 from ...errors import ModelLoadError
 from ...types import ModelInfo
 from ..base import QUANTIZATIONS, LoadedModel, LoadOptions
@@ -161,3 +161,33 @@ def align_processor(model: LlavaForConditionalGeneration, processor: Any) -> Non
     processor.vision_feature_select_strategy = model.config.vision_feature_select_strategy
     has_cls = model.config.vision_config.model_type == "clip_vision_model"
     processor.num_additional_image_tokens = 1 if has_cls else 0
+
+
+def prompt_facts(loaded: LoadedModel) -> dict[str, Any]:
+    """How a loaded model is prompted, for `bimedix2 info`: BOS, stop tokens, image tokens, vocabulary."""
+    tokenizer = loaded.tokenizer
+    vocab = tokenizer.get_vocab()
+    stops = [t for t in loaded.template.stop_tokens if t in vocab] or [tokenizer.eos_token]
+    return {
+        "bos": bos_handling(loaded.template, tokenizer),
+        "stop_tokens": stops,
+        "image_aspect_ratio": loaded.image_aspect_ratio if loaded.has_vision else None,
+        "vocab_size": loaded.model.get_input_embeddings().weight.shape[0],
+        "tokenizer_size": len(tokenizer),
+    }
+
+
+def bos_handling(template: ChatTemplate, tokenizer: PreTrainedTokenizerBase) -> str:
+    """'template renders 2 BOS (released conv_llama3); tokenizer BOS not added' and the like.
+
+    The engine, training and vLLM tokenize rendered prompts with add_special_tokens=False, so the
+    BOS tokens a prompt starts with are exactly those its template renders.
+    """
+    bos = tokenizer.bos_token
+    if not bos:
+        return "the tokenizer has no BOS token"
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], chat_template=template.jinja, tokenize=False, add_generation_prompt=True
+    )
+    released = " (released conv_llama3)" if template.name == BIMEDIX2_LLAMA3.name else ""
+    return f"template renders {rendered.count(bos)} BOS{released}; tokenizer BOS not added"
