@@ -18,8 +18,10 @@ from ..errors import ConfigError, ModelLoadError
 from ..model.formats import ConvertibleFormat, detect_format, get_format
 from ..types import GenParams
 
-# Checkpoint formats vLLM's own loaders read (a fact about vLLM, not about our registry).
-VLLM_FORMATS = ("hf-llava", "causal-lm", "gguf")
+# Checkpoint formats vLLM's own loaders read (a fact about vLLM, not about our registry). phi3-v
+# (BiMediX2-4B): vLLM implements Phi3VForCausalLM but reads the checkpoint's config and processor
+# through its custom code, so it needs --trust-remote-code (`VllmOptions.trust_remote_code`).
+VLLM_FORMATS = ("hf-llava", "causal-lm", "gguf", "phi3-v")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class VllmOptions:
     allowed_local_media_path: str | None = None  # file:// image URLs only under this directory
     template: str = BIMEDIX2_LLAMA3.name
     max_images_per_prompt: int = 8
+    trust_remote_code: bool = False  # let vLLM run the checkpoint's own code (phi3-v); never implied
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -99,6 +102,8 @@ def build_command(options: VllmOptions, template_path: Path) -> list[str]:
         cmd += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
     if options.allowed_local_media_path:
         cmd += ["--allowed-local-media-path", options.allowed_local_media_path]
+    if options.trust_remote_code:
+        cmd.append("--trust-remote-code")
     cmd += list(options.extra_args)
     return cmd
 

@@ -127,21 +127,21 @@ def image_tokens(rows: int, cols: int, per_crop: int = 144) -> int:
 def remote_code_problems(path: Path) -> list[CodeProblem]:
     """Everything the checkpoint's custom code imports that this environment lacks (the code is read, not run)."""
     problems: list[CodeProblem] = []
-    pending = sorted(auto_map_modules(path))
+    pending = [(module, "named in auto_map") for module in sorted(auto_map_modules(path))]
     seen: set[str] = set()
     while pending:
-        module = pending.pop(0)
+        module, origin = pending.pop(0)
         if module in seen:
             continue
         seen.add(module)
         file = path / f"{module}.py"
         if not file.is_file():
-            problems.append(CodeProblem(file.name, 0, "named in auto_map but not in the checkpoint"))
+            problems.append(CodeProblem(file.name, 0, f"{origin} but not in the checkpoint"))
             continue
         found, relative = _scan_file(file)
         problems += found
-        pending += sorted(relative - seen)
-    return problems
+        pending += [(name, f"imported by {file.name}") for name in sorted(relative - seen)]
+    return sorted(problems, key=lambda p: (p.file, p.line))
 
 
 def auto_map_modules(path: Path) -> set[str]:
@@ -251,7 +251,8 @@ def _opt_in_message(path: Path, problems: list[CodeProblem]) -> str:
         "only when asked: pass --trust-remote-code (LoadOptions(trust_remote_code=True)). "
     )
     if problems:
-        message += f"It cannot run in this environment in any case ({problems[0]}); "
+        more = f", and {len(problems) - 2} more" if len(problems) > 2 else ""
+        message += f"It cannot run in this environment in any case ({'; '.join(map(str, problems[:2]))}{more}); "
     return message + _VLLM_HINT.format(src=path)
 
 
