@@ -1,20 +1,31 @@
 """lm-evaluation-harness plumbing for the medical MCQ kind (paper Table 2).
 
-Our local JSONL files (`<data>/<lang>/<dataset>.jsonl`, records `{"id", "question",
-"options": {"A": ...} | [...], "answer": "A" | index}`) are rewritten into one lm-eval task YAML
-per (dataset, language) under `<out>/mcq/lm_eval_tasks/`, then run offline with
-`lm_eval.simple_evaluate` (`--include_path` in CLI terms): log-likelihood of each option letter
-after the question, accuracy = `acc`. The model is our checkpoint through lm-eval's `hf` backend
-(the model our loader already loaded, wrapped in `HFLM`, so every format works and a LLaVA
-checkpoint is scored text-only; or a checkpoint path) or an OpenAI-compatible completions
-endpoint (`local-completions`: token-id prompts split with the served model's tokenizer, scored from
-echoed prompt logprobs; the endpoint is checked for them before any scoring).
+For each (dataset, language) found under `--data mcq=DIR`, one lm-eval task YAML is written to
+`<out>/mcq/lm_eval_tasks/` and all of them run offline with `lm_eval.simple_evaluate`
+(`--include_path` in CLI terms); accuracy = lm-eval's `acc`.
+
+* **Paper protocol** (default): MedQA (4 options), MedMCQA, PubMedQA and the six medical MMLU
+  subjects are lm-eval's *own* tasks (`medqa_4options`, `medmcqa`, `pubmedqa`, `mmlu_<subject>`):
+  our YAML includes the installed lm-eval YAML and only points it at local files
+  (`bimedix2.eval.lm_eval_tasks`). Data: a snapshot of the Hub dataset that task loads, in its
+  layout (`<lang>/<folder>/`, e.g. `en/medqa/test.json`, `en/mmlu/anatomy/test-*.parquet`), or
+  our generic `<lang>/<dataset>.jsonl`, converted into those fields. USMLE has no lm-eval task:
+  it is our task with medqa_4options' prompt for its 4-5 options.
+* **Toolkit protocol**: generic files use our own prompt (`datasets.mcq.toolkit_query`, an Arabic
+  answer label for Arabic); Hub-layout folders still run lm-eval's tasks.
+
+The model is our checkpoint through lm-eval's `hf` backend (the model our loader already loaded,
+wrapped in `HFLM`, so every format works and a LLaVA checkpoint is scored text-only; or a checkpoint
+path) or an OpenAI-compatible completions endpoint (`local-completions`: token-id prompts split with
+the served model's tokenizer, scored from echoed prompt logprobs; the endpoint is checked for them
+before any scoring).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +33,11 @@ import yaml
 
 from ..errors import ConfigError, EvalDataError
 from ..fileio import atomic_write_jsonl, atomic_write_text
-from .datasets import read_jsonl
+from .datasets.mcq import hub_doc, lettered_query, read_generic, scored_doc, toolkit_query
+from .lm_eval_tasks import PAPER_DATASETS, local_splits, override_config, upstream_config, upstream_yaml
 from .results import fingerprint
 from .spec import RunConfig
 
-LETTERS = "ABCDEFGHIJ"
 DATASET_TITLES = {
     "medqa": "MedQA",
     "medmcqa": "MedMCQA",
@@ -39,55 +50,32 @@ DATASET_TITLES = {
     "mmlu_professional_medicine": "Pro Med",
     "mmlu_anatomy": "Anatomy",
 }
-PROMPTS = {
-    "en": "{question}\n{options}\nAnswer:",
-    "ar": "{question}\n{options}\nالإجابة:",
-}
 
 
-def _options(record: dict[str, Any], where: str) -> list[str]:
-    options = record.get("options")
-    if isinstance(options, dict):
-        keys = sorted(options)
-        if keys != list(LETTERS[: len(keys)]):
-            raise EvalDataError(f"{where}: option keys must be A, B, C...; got {keys}")
-        return [str(options[k]) for k in keys]
-    if isinstance(options, list) and options:
-        return [str(o) for o in options]
-    raise EvalDataError(f"{where}: missing or empty field 'options'")
+@dataclass(frozen=True)
+class McqTask:
+    """One written lm-eval task: which dataset and language it scores, and with what definition."""
+
+    name: str
+    dataset: str
+    language: str
+    definition: str  # "lm-eval medqa_4options" or "bimedix2 ..." (our own task)
+    source: str  # the local data it reads
+    config: dict[str, Any] = field(default_factory=dict)  # the task YAML as written
+
+    def info(self) -> dict[str, Any]:
+        """What results.json records about the task."""
+        return {
+            "dataset": self.dataset,
+            "language": self.language,
+            "definition": self.definition,
+            "source": self.source,
+            "yaml": self.config,
+        }
 
 
-def _gold(record: dict[str, Any], n: int, where: str) -> int:
-    answer = record.get("answer")
-    if isinstance(answer, int) and 0 <= answer < n:
-        return answer
-    if isinstance(answer, str) and len(answer.strip()) == 1 and LETTERS.find(answer.strip().upper()) in range(n):
-        return LETTERS.index(answer.strip().upper())
-    raise EvalDataError(f"{where}: answer {answer!r} is not an option letter or index among {n} options")
-
-
-def prepare_docs(source: Path, target: Path, language: str) -> int:
-    """Rewrite one MCQ JSONL into lm-eval docs {query, choices, gold}; returns the count."""
-    rows = []
-    for lineno, rec in read_jsonl(source):
-        where = f"{source}:{lineno}"
-        if not str(rec.get("question", "")).strip():
-            raise EvalDataError(f"{where}: missing or empty field 'question'")
-        options = _options(rec, where)
-        lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
-        rows.append(
-            {
-                "id": str(rec.get("id", lineno)),
-                "query": PROMPTS[language].format(question=rec["question"].strip(), options=lines),
-                "choices": [f" {LETTERS[i]}" for i in range(len(options))],
-                "gold": _gold(rec, len(options), where),
-            }
-        )
-    return atomic_write_jsonl(target, rows)
-
-
-def task_yaml(name: str, docs: Path) -> dict[str, Any]:
-    """An lm-eval 0.4 task config reading local JSONL (no Hub access)."""
+def own_task_config(name: str, docs: Path) -> dict[str, Any]:
+    """An lm-eval task of ours over `scored_doc` rows (rendered query, letter choices, gold index)."""
     return {
         "task": name,
         "dataset_path": "json",
@@ -97,30 +85,72 @@ def task_yaml(name: str, docs: Path) -> dict[str, Any]:
         "doc_to_text": "{{query}}",
         "doc_to_choice": "{{choices}}",
         "doc_to_target": "{{gold}}",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0},
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+        "metadata": {"version": 2.0},
     }
 
 
+def find_source(data_root: Path, language: str, dataset: str) -> Path | None:
+    """A Hub-layout folder (preferred) or a generic `<dataset>.jsonl` for one dataset, or None."""
+    entry = PAPER_DATASETS.get(dataset)
+    if entry is not None:
+        folder = data_root / language / entry.folder
+        if folder.is_dir() and (not entry.config_required or (folder / str(entry.config)).is_dir()):
+            return folder
+    generic = data_root / language / f"{dataset}.jsonl"
+    return generic if generic.is_file() else None
+
+
+def task_config(dataset: str, language: str, source: Path, out: Path, protocol: str) -> McqTask:
+    """The task scoring `dataset` in `language` from `source` (see the module docstring for the rules)."""
+    name = f"bimedix2_{dataset}_{language}"
+    entry = PAPER_DATASETS.get(dataset)
+    if source.is_dir():
+        if entry is None:
+            raise EvalDataError(f"{source}: {dataset} has no lm-eval task to read a folder for; give {source}.jsonl")
+        upstream = upstream_config(upstream_yaml(entry))
+        config = override_config(entry, name, local_splits(source, entry, upstream), upstream)
+        return McqTask(name, dataset, language, f"lm-eval {entry.task}", str(source), config)
+    records = read_generic(source)
+    docs = out / "docs" / language / f"{dataset}.jsonl"
+    if entry is not None and protocol == "paper":
+        upstream = upstream_config(upstream_yaml(entry))
+        atomic_write_jsonl(docs, [hub_doc(dataset, r, f"{source}: record {r.id}") for r in records])
+        config = override_config(entry, name, {upstream["test_split"]: [docs]}, upstream)
+        definition = f"lm-eval {entry.task} (generic records in {entry.hub} fields)"
+        return McqTask(name, dataset, language, definition, str(source), config)
+    if protocol == "paper":  # USMLE: no lm-eval task; medqa_4options' prompt, as many options as the question has
+        atomic_write_jsonl(docs, [scored_doc(r, lettered_query(r.question, r.options)) for r in records])
+        definition = "bimedix2 (lm-eval medqa_4options' doc_to_text, any number of options)"
+    else:
+        atomic_write_jsonl(docs, [scored_doc(r, toolkit_query(r, language)) for r in records])
+        definition = "bimedix2 toolkit prompt"
+    return McqTask(name, dataset, language, definition, str(source), own_task_config(name, docs))
+
+
 def write_tasks(
-    datasets: Sequence[str], languages: Sequence[str], data_root: Path, out: Path
-) -> dict[str, tuple[str, str]]:
-    """Task YAMLs for every (dataset, language) whose file exists; {lm-eval task: (dataset, lang)}."""
-    tasks: dict[str, tuple[str, str]] = {}
-    wanted = []
+    datasets: Sequence[str], languages: Sequence[str], data_root: Path, out: Path, protocol: str = "paper"
+) -> dict[str, McqTask]:
+    """Task YAMLs under `out` for every (dataset, language) whose data exists; {lm-eval task: McqTask}."""
+    tasks: dict[str, McqTask] = {}
     for lang in languages:
-        for name in datasets:
-            source = data_root / lang / f"{name}.jsonl"
-            wanted.append(str(source))
-            if not source.is_file():
+        for dataset in datasets:
+            source = find_source(data_root, lang, dataset)
+            if source is None:
                 continue
-            docs = out / "docs" / lang / f"{name}.jsonl"
-            prepare_docs(source, docs, lang)
-            task = f"bimedix2_{name}_{lang}"
-            atomic_write_text(out / f"{task}.yaml", yaml.safe_dump(task_yaml(task, docs), allow_unicode=True))
-            tasks[task] = (name, lang)
+            task = task_config(dataset, lang, source, out, protocol)
+            atomic_write_text(
+                out / f"{task.name}.yaml", yaml.safe_dump(task.config, allow_unicode=True, sort_keys=False)
+            )
+            tasks[task.name] = task
     if not tasks:
-        raise EvalDataError(f"no MCQ files found; provide e.g. {wanted[0]} (layout <data>/<lang>/<dataset>.jsonl)")
+        raise EvalDataError(
+            f"no MCQ data found under {data_root}: expected <lang>/<dataset>.jsonl files or Hub-layout folders "
+            f"such as {data_root / 'en' / 'medqa' / 'test.json'} (datasets: {', '.join(datasets)})"
+        )
     return tasks
 
 

@@ -1,7 +1,10 @@
 """`kind: mcq`: medical multiple choice (paper Table 2) scored by lm-evaluation-harness log-likelihoods.
 
-Data: `<data>/<lang>/<dataset>.jsonl`; see `bimedix2.eval.mcq` for the lm-eval side (our loaded
-model through lm-eval's `hf` backend, or an OpenAI-compatible completions endpoint).
+Data under `--data mcq=DIR`: per language, Hub-layout folders read by lm-eval's own tasks
+(`<lang>/medqa/`, `<lang>/medmcqa/`, `<lang>/pubmedqa/`, `<lang>/mmlu/<subject>/`) or generic
+`<lang>/<dataset>.jsonl` files; see `bimedix2.eval.mcq` for which task definition scores what under
+each protocol, and for the model side (our loaded model through lm-eval's `hf` backend, or an
+OpenAI-compatible completions endpoint).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from ...errors import EvalDataError
 from ..mcq import DATASET_TITLES, run_lm_eval, write_tasks
 from ..results import Generator, write_jsonl
 from ..spec import RunConfig
-from ..tables import LANG_NAMES, ModelResults, Table, language_name, pct
+from ..tables import LANG_NAMES, ModelResults, Table, language_name, pct, protocol_note
 from .base import EvalKind, TaskRun
 from .registry import register_kind
 
@@ -23,7 +26,7 @@ from .registry import register_kind
 class MCQOptions:
     """An MCQ task's own YAML keys."""
 
-    datasets: tuple[str, ...] = tuple(DATASET_TITLES)  # <data>/<lang>/<dataset>.jsonl files looked for
+    datasets: tuple[str, ...] = tuple(DATASET_TITLES)  # looked for as <lang>/<folder>/ or <lang>/<dataset>.jsonl
     languages: tuple[str, ...] = ("en", "ar")
     num_fewshot: int = 0
 
@@ -41,6 +44,12 @@ def mcq_metrics(accuracy: dict[str, dict[str, float]]) -> dict[str, Any]:
     return table
 
 
+def _task_numbers(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """lm-eval's own numbers for one task: metrics (acc, acc_norm, their stderr) and sample counts."""
+    metrics = {k: v for k, v in raw["results"][name].items() if "," in k and not isinstance(v, str)}
+    return {"metrics": metrics, "n_samples": raw.get("n-samples", {}).get(name)}
+
+
 @register_kind("mcq")
 class MCQ(EvalKind):
     """Accuracy per dataset and language, with English / Arabic / bilingual averages."""
@@ -54,19 +63,23 @@ class MCQ(EvalKind):
     def run(self, task: TaskRun, engine: Generator | None) -> dict[str, Any]:
         data_root = task.data_path()
         if data_root is None or not data_root.is_dir():
-            raise EvalDataError(f"task {task.name!r} needs --data {task.name}=DIR holding <lang>/<dataset>.jsonl files")
+            raise EvalDataError(
+                f"task {task.name!r} needs --data {task.name}=DIR holding <lang>/<dataset>.jsonl files "
+                "or Hub-layout dataset folders (<lang>/medqa/, <lang>/mmlu/<subject>/, ...)"
+            )
         include_dir = task.dir / "lm_eval_tasks"
-        tasks = write_tasks(task.options.datasets, task.options.languages, data_root, include_dir)
-        raw, info = run_lm_eval(list(tasks), include_dir, task.cfg, engine, task.dir, task.options.num_fewshot)
+        opts = task.options
+        tasks = write_tasks(opts.datasets, opts.languages, data_root, include_dir, task.cfg.protocol)
+        raw, info = run_lm_eval(list(tasks), include_dir, task.cfg, engine, task.dir, opts.num_fewshot)
         accuracy: dict[str, dict[str, float]] = {}
         rows = []
-        for name, (dataset, lang) in tasks.items():
-            accuracy.setdefault(lang, {})[dataset] = float(raw["results"][name]["acc,none"])
+        for name, spec in tasks.items():
+            accuracy.setdefault(spec.language, {})[spec.dataset] = float(raw["results"][name]["acc,none"])
             rows += [
                 {
                     "task": name,
-                    "dataset": dataset,
-                    "language": lang,
+                    "dataset": spec.dataset,
+                    "language": spec.language,
                     "doc_id": s.get("doc_id"),
                     "target": s.get("target"),
                     "acc": s.get("acc"),
@@ -74,7 +87,8 @@ class MCQ(EvalKind):
                 for s in raw.get("samples", {}).get(name, [])
             ]
         write_jsonl(task.dir / "scored.jsonl", rows)
-        return {"metrics": mcq_metrics(accuracy), "n": len(rows), "lm_eval": info}
+        info["tasks"] = {name: {**spec.info(), **_task_numbers(raw, name)} for name, spec in tasks.items()}
+        return {"metrics": mcq_metrics(accuracy), "n": len(rows), "protocol": task.cfg.protocol, "lm_eval": info}
 
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         rows = []
@@ -93,7 +107,14 @@ class MCQ(EvalKind):
                 "Medical MCQ accuracy (%) - paper Table 2 shape",
                 ("Model", "Language", *DATASET_TITLES.values(), "Average"),
                 tuple(rows),
-                ("Average is over the datasets present in that row; '-' = not run.",),
+                tuple(
+                    n
+                    for n in (
+                        "Average is over the datasets present in that row; '-' = not run.",
+                        protocol_note(results),
+                    )
+                    if n
+                ),
             )
         ]
 
