@@ -24,13 +24,8 @@ from bimedix2.errors import ModelLoadError
 from bimedix2.model.base import LoadedModel, LoadOptions
 from bimedix2.model.formats import ConvertibleFormat, detect_format, format_names, get_format
 from bimedix2.model.loader import load_model
-from bimedix2.model.tiny import (
-    save_tiny_causal_lm,
-    save_tiny_gguf,
-    save_tiny_llava,
-    save_tiny_llava_llama,
-    save_tiny_phi3_v,
-)
+from bimedix2.model.tiny import save_tiny_causal_lm, save_tiny_gguf, save_tiny_llava, save_tiny_llava_llama
+from bimedix2.model.tiny_phi3_v import save_tiny_phi3_v
 from bimedix2.types import GenParams, ImageRef, Message
 
 CPU = LoadOptions(device="cpu", dtype="float32")

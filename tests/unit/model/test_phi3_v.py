@@ -22,7 +22,7 @@ from bimedix2.errors import ModelLoadError
 from bimedix2.model.formats import detect_format
 from bimedix2.model.formats.phi3_v import PHI3_VISION, image_tokens, remote_code_problems
 from bimedix2.model.loader import LoadOptions, load_model
-from bimedix2.model.tiny import build_tiny_phi3_tokenizer, save_tiny_phi3_v
+from bimedix2.model.tiny_phi3_v import build_tiny_phi3_tokenizer, save_tiny_phi3_v
 from bimedix2.serve.vllm import VllmOptions, build_command, check_model
 from bimedix2.types import ImageRef, Message
 
