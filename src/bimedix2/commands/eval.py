@@ -111,6 +111,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nltk.add_argument("--target", type=Path, default=None, help="NLTK data dir (default ~/.cache/bimedix2/nltk_data)")
     nltk.set_defaults(func=run_setup_nltk)
 
+    register_prepare_mcq_ar(sub)
+
+
+def register_prepare_mcq_ar(sub: argparse._SubParsersAction) -> None:
+    """`bimedix2 eval prepare-mcq-ar SRC OUT`: translated MCQ records -> Arabic lm-eval MCQ tasks."""
+    prep = sub.add_parser(
+        "prepare-mcq-ar",
+        help="Arabic MCQ tasks (lm-eval's own, local files) from the translation pipeline's MCQ records",
+    )
+    prep.add_argument("source", type=Path, help="translated.jsonl of `bimedix2 data translate` (or its job folder)")
+    prep.add_argument("out", type=Path, help="output folder: OUT/ar/<dataset>/..., OUT/lm_eval_tasks/*.yaml")
+    prep.add_argument(
+        "--split",
+        default="auto",
+        choices=("auto", "test", "validation", "train", "all"),
+        help="records kept: auto = the split lm-eval scores (test; MedMCQA: validation)",
+    )
+    prep.set_defaults(func=run_prepare_mcq_ar)
+
+
+def run_prepare_mcq_ar(args: argparse.Namespace) -> int:
+    from ..eval.mcq_prepare import prepare_mcq_arabic
+
+    tasks, report = prepare_mcq_arabic(args.source, args.out, args.split)
+    for name, task in tasks.items():
+        print(f"{name:36s} {report.written[task.dataset]:6d} questions  {task.definition}")
+    if report.skipped:
+        print(f"skipped: {dict(report.skipped)} (details: {args.out / 'ar' / 'prepare_report.json'})")
+    include = args.out / "lm_eval_tasks"
+    print(f"run: bimedix2 eval run mcq --data mcq={args.out} ...  (or lm_eval --include_path {include})")
+    return 0
+
 
 def _data_map(items: list[str]) -> dict[str, str]:
     out = {}
