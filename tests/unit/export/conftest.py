@@ -36,7 +36,11 @@ def llava_f16(tiny_llava_path: Path, export_root: Path) -> ExportResult:
 
 @pytest.fixture(scope="session")
 def llama3_rope_path(tiny_dir: Path) -> Path:
-    """A tiny Llama-3.1-style causal LM whose RoPE scaling bands all apply within a short context."""
+    """A tiny Llama-3.1-style causal LM whose RoPE scaling bands all apply within a short context.
+
+    Its q/k weights are scaled up 8x: random tiny models attend almost uniformly, so their tokens
+    barely depend on positions; sharpened, a wrong RoPE (scaling or row order) changes them.
+    """
     import torch
     from transformers import LlamaForCausalLM
 
@@ -52,7 +56,12 @@ def llama3_rope_path(tiny_dir: Path) -> Path:
         "original_max_position_embeddings": 256,
     }
     path = tiny_dir / "llama3-rope"
-    LlamaForCausalLM(tiny_llama_config(len(tok), rope_scaling=scaling)).eval().save_pretrained(path)
+    model = LlamaForCausalLM(tiny_llama_config(len(tok), rope_scaling=scaling)).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8.0)
+            layer.self_attn.k_proj.weight.mul_(8.0)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
