@@ -131,9 +131,21 @@ class VllmFlags:
     template_file: Path | None = field(
         default=None,
         metadata=opt(
-            "where to write the chat template; when not given: ~/.cache/bimedix2/vllm/bimedix2-llama3.jinja",
+            "where to write the chat template; when not given: ~/.cache/bimedix2/vllm/NAME.jinja",
             metavar="FILE",
         ),
+    )
+    chat_template: str = field(
+        default="auto",
+        metadata=opt(
+            "template handed to vLLM: bimedix2-llama3, phi3-vision, or auto (phi3-vision for a local phi3_v "
+            "checkpoint such as BiMediX2-4B, else bimedix2-llama3)",
+            metavar="NAME",
+        ),
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=opt("let vLLM run the checkpoint's own code (needed for BiMediX2-4B, phi3_v); never implied"),
     )
     dry_run: bool = field(default=False, metadata=opt("print the vLLM command and template path, do not run"))
     vllm_arg: tuple[str, ...] = field(
@@ -160,7 +172,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "max_body_mb, ...); flags given here win",
     )
     add_dataclass_options(group, ServeOptions, exclude=_NETWORK_FIELDS)
-    add_dataclass_options(serve.add_argument_group("vllm"), VllmFlags)
+    # --trust-remote-code comes with the model options here; it fills VllmFlags.trust_remote_code too
+    add_dataclass_options(serve.add_argument_group("vllm"), VllmFlags, exclude=("trust_remote_code",))
     serve.set_defaults(func=run_serve)
 
     vllm = subparsers.add_parser(
@@ -239,10 +252,19 @@ def run_serve_vllm(args: argparse.Namespace) -> int:
 
 def _launch_vllm(model: str, network: NetworkOptions, flags: VllmFlags, allow_local_images: str | None) -> int:
     from ..model.loader import cache_dir
-    from ..serve.vllm import build_command, check_model, launch_env, printable, vllm_available, write_template
+    from ..serve.vllm import (
+        build_command,
+        check_model,
+        launch_env,
+        printable,
+        template_for,
+        vllm_available,
+        write_template,
+    )
 
     check_model(model)
-    template = write_template(flags.template_file or cache_dir() / "vllm" / "bimedix2-llama3.jinja")
+    name = template_for(model, flags.chat_template)
+    template = write_template(flags.template_file or cache_dir() / "vllm" / f"{name}.jinja", name)
     options = VllmOptions(
         model=model,
         host=network.host,
@@ -253,6 +275,7 @@ def _launch_vllm(model: str, network: NetworkOptions, flags: VllmFlags, allow_lo
         dtype=flags.vllm_dtype,
         gpu_memory_utilization=flags.gpu_memory_utilization,
         allowed_local_media_path=allow_local_images,
+        trust_remote_code=flags.trust_remote_code,
         extra_args=flags.vllm_arg,
     )
     cmd = build_command(options, template)

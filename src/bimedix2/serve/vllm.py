@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..conversation import BIMEDIX2_LLAMA3, BUILTIN_TEMPLATES
+from ..conversation import BIMEDIX2_LLAMA3, BUILTIN_TEMPLATES, ChatTemplate
 from ..errors import ConfigError, ModelLoadError
+from ..fileio import atomic_write_text
 from ..model.formats import ConvertibleFormat, detect_format, get_format
 from ..types import GenParams
 
@@ -43,13 +44,35 @@ class VllmOptions:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
 
+def vllm_templates() -> dict[str, ChatTemplate]:
+    """The chat templates `serve-vllm` can hand to vLLM: the built-in ones and Phi-3.5-vision's (BiMediX2-4B)."""
+    from ..model.formats.phi3_v import PHI3_VISION
+
+    return {**BUILTIN_TEMPLATES, PHI3_VISION.name: PHI3_VISION}
+
+
+def template_for(model: str, choice: str = "auto") -> str:
+    """The template name for `model`: `choice`, or for "auto" phi3-vision when a local checkpoint is phi3-v."""
+    if choice != "auto":
+        if choice not in vllm_templates():
+            raise ConfigError(f"unknown chat template {choice!r}. Available: auto, {', '.join(vllm_templates())}")
+        return choice
+    path = Path(model).expanduser()
+    if path.exists():
+        try:
+            if detect_format(path) == "phi3-v":
+                return "phi3-vision"
+        except ModelLoadError:
+            pass  # check_model reports what vLLM cannot load
+    return BIMEDIX2_LLAMA3.name
+
+
 def write_template(path: Path, template: str = BIMEDIX2_LLAMA3.name) -> Path:
-    """Write a built-in chat template (Jinja, Hugging Face dialect) where vLLM's --chat-template reads it."""
-    if template not in BUILTIN_TEMPLATES:
-        raise ConfigError(f"unknown chat template {template!r}; built-in: {', '.join(BUILTIN_TEMPLATES)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(BUILTIN_TEMPLATES[template].jinja, encoding="utf-8")
-    return path
+    """Write a chat template (Jinja, Hugging Face dialect) where vLLM's --chat-template reads it."""
+    templates = vllm_templates()
+    if template not in templates:
+        raise ConfigError(f"unknown chat template {template!r}. Available: {', '.join(templates)}")
+    return atomic_write_text(path, templates[template].jinja)
 
 
 def check_model(model: str) -> None:
@@ -83,18 +106,30 @@ def build_command(options: VllmOptions, template_path: Path) -> list[str]:
         raise ConfigError("tensor_parallel_size must be at least 1")
     defaults = GenParams()
     cmd = [
-        "vllm", "serve", options.model,
-        "--host", options.host,
-        "--port", str(options.port),
-        "--served-model-name", options.served_model_name or options.model,
-        "--chat-template", str(template_path),
-        "--chat-template-content-format", "openai",
-        "--tensor-parallel-size", str(options.tensor_parallel_size),
-        "--dtype", options.dtype,
-        "--limit-mm-per-prompt", json.dumps({"image": options.max_images_per_prompt}),
+        "vllm",
+        "serve",
+        options.model,
+        "--host",
+        options.host,
+        "--port",
+        str(options.port),
+        "--served-model-name",
+        options.served_model_name or options.model,
+        "--chat-template",
+        str(template_path),
+        "--chat-template-content-format",
+        "openai",
+        "--tensor-parallel-size",
+        str(options.tensor_parallel_size),
+        "--dtype",
+        options.dtype,
+        "--limit-mm-per-prompt",
+        json.dumps({"image": options.max_images_per_prompt}),
         # the checkpoint's generation_config (its eos ids incl. <|eot_id|>), with the released temperature
-        "--generation-config", "auto",
-        "--override-generation-config", json.dumps({"temperature": defaults.temperature}),
+        "--generation-config",
+        "auto",
+        "--override-generation-config",
+        json.dumps({"temperature": defaults.temperature}),
     ]
     if options.max_model_len:
         cmd += ["--max-model-len", str(options.max_model_len)]

@@ -120,3 +120,23 @@ def test_cli_dry_run_prints_the_command(
     (tmp_path / "llava").mkdir()
     (tmp_path / "llava" / "config.json").write_text(json.dumps({"model_type": "llava_llama"}))
     assert main(["serve-vllm", "--model", str(tmp_path / "llava"), "--dry-run"]) == 2
+
+
+def test_phi3_v_checkpoint_gets_its_own_template_and_remote_code_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bimedix2.model.formats.phi3_v import PHI3_VISION
+    from bimedix2.model.tiny_phi3_v import save_tiny_phi3_v
+
+    ckpt = save_tiny_phi3_v(tmp_path / "bimedix2-4b")
+    template = tmp_path / "t.jinja"
+    argv = ["serve-vllm", "--model", str(ckpt), "--template-file", str(template), "--dry-run"]
+    assert main(argv) == 0
+    cmd = shlex.split(capsys.readouterr().out.strip())
+    assert template.read_text(encoding="utf-8") == PHI3_VISION.jinja
+    assert "--trust-remote-code" not in cmd
+    assert main([*argv, "--trust-remote-code"]) == 0
+    assert "--trust-remote-code" in shlex.split(capsys.readouterr().out.strip())
+    assert main([*argv, "--chat-template", "bimedix2-llama3"]) == 0
+    assert template.read_text(encoding="utf-8") == BIMEDIX2_LLAMA3.jinja
+    assert main([*argv, "--chat-template", "nope"]) == 2
