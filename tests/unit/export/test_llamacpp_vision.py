@@ -14,20 +14,34 @@ from bimedix2.export import ExportResult
 
 
 @pytest.fixture()
-def mtmd(llava_f16: ExportResult, open_llama, llama_cpp) -> Iterator[tuple[Any, Any]]:  # noqa: ANN001
-    """(mtmd_cpp module, an mtmd context of the exported mmproj over the exported model)."""
+def open_mtmd(llava_f16: ExportResult, open_llama, llama_cpp) -> Iterator[Any]:  # noqa: ANN001
+    """`open_mtmd(marker=None)`: (mtmd_cpp, an mtmd context of the exported mmproj over the exported model)."""
     from llama_cpp import mtmd_cpp
 
     llm = open_llama(llava_f16.model_gguf)
-    params = mtmd_cpp.mtmd_context_params_default()
-    params.use_gpu = False
-    params.n_threads = 1
-    params.print_timings = False
-    params.warmup = False
-    ctx = mtmd_cpp.mtmd_init_from_file(str(llava_f16.mmproj_gguf).encode(), llm.model, params)
-    assert ctx, "libmtmd could not load the exported mmproj"
-    yield mtmd_cpp, ctx
-    mtmd_cpp.mtmd_free(ctx)
+    contexts = []
+
+    def open_(marker: bytes | None = None) -> tuple[Any, Any]:
+        params = mtmd_cpp.mtmd_context_params_default()
+        params.use_gpu = False
+        params.n_threads = 1
+        params.print_timings = False
+        params.warmup = False
+        if marker is not None:
+            params.media_marker = marker
+        ctx = mtmd_cpp.mtmd_init_from_file(str(llava_f16.mmproj_gguf).encode(), llm.model, params)
+        assert ctx, "libmtmd could not load the exported mmproj"
+        contexts.append(ctx)
+        return mtmd_cpp, ctx
+
+    yield open_
+    for ctx in contexts:
+        mtmd_cpp.mtmd_free(ctx)
+
+
+@pytest.fixture()
+def mtmd(open_mtmd) -> tuple[Any, Any]:  # noqa: ANN001
+    return open_mtmd()
 
 
 def _chunks(mtmd_cpp: Any, ctx: Any, text: bytes, images: list[np.ndarray]) -> Any:
@@ -110,3 +124,35 @@ def test_image_features_match_the_clip_tower(mtmd, tiny_llava) -> None:  # noqa:
     if error >= 1e-2:
         # ... but this libmtmd concatenates CLS after the patches (upstream llama.cpp issue #25814)
         pytest.xfail(f"libmtmd orders CLS last (ggml-org/llama.cpp#25814): {error:.2f} from transformers' features")
+
+
+def _text_tokens(mtmd_cpp: Any, chunk: Any) -> list[int]:
+    count = ctypes.c_size_t()
+    pointer = mtmd_cpp.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+    return [pointer[i] for i in range(count.value)]
+
+
+def test_rendered_bimedix2_prompt_splits_at_image_as_hf_tokenizes_it(open_mtmd, tiny_llava) -> None:  # noqa: ANN001
+    """With `<image>` as libmtmd's media marker, the released prompt's text tokens around the image are HF's."""
+    from pathlib import Path
+
+    from bimedix2.conversation import BIMEDIX2_LLAMA3, render_prompt
+    from bimedix2.types import ImageRef, Message
+
+    mtmd_cpp, ctx = open_mtmd(b"<image>")
+    message = Message("user", "ما الذي يظهر في هذه الصورة؟", (ImageRef(Path("cxr.png")),))
+    prompt = render_prompt([message], BIMEDIX2_LLAMA3, tiny_llava.tokenizer)
+    ids = tiny_llava.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    at = ids.index(tiny_llava.image_token_id)
+    chunks = _chunks(mtmd_cpp, ctx, prompt.encode(), [_image(3)])
+    kinds = [
+        mtmd_cpp.mtmd_input_chunk_get_type(mtmd_cpp.mtmd_input_chunks_get(chunks, i))
+        for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks))
+    ]
+    text, image = mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_TEXT, mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE
+    assert kinds == [text, image, text]
+    before, _, after = (mtmd_cpp.mtmd_input_chunks_get(chunks, i) for i in range(3))
+    assert _text_tokens(mtmd_cpp, before) == ids[:at]
+    assert _text_tokens(mtmd_cpp, after) == ids[at + 1 :]
+    assert ids[:2] == [tiny_llava.tokenizer.bos_token_id] * 2
+    mtmd_cpp.mtmd_input_chunks_free(chunks)
