@@ -68,8 +68,8 @@ class MCQ(EvalKind):
                 "or Hub-layout dataset folders (<lang>/medqa/, <lang>/mmlu/<subject>/, ...)"
             )
         include_dir = task.dir / "lm_eval_tasks"
-        opts = task.options
-        tasks = write_tasks(opts.datasets, opts.languages, data_root, include_dir, task.cfg.protocol)
+        opts, protocol = task.options, task.spec.protocol or task.cfg.protocol
+        tasks = write_tasks(opts.datasets, opts.languages, data_root, include_dir, protocol)
         raw, info = run_lm_eval(list(tasks), include_dir, task.cfg, engine, task.dir, opts.num_fewshot)
         accuracy: dict[str, dict[str, float]] = {}
         rows = []
@@ -88,7 +88,7 @@ class MCQ(EvalKind):
             ]
         write_jsonl(task.dir / "scored.jsonl", rows)
         info["tasks"] = {name: {**spec.info(), **_task_numbers(raw, name)} for name, spec in tasks.items()}
-        return {"metrics": mcq_metrics(accuracy), "n": len(rows), "protocol": task.cfg.protocol, "lm_eval": info}
+        return {"metrics": mcq_metrics(accuracy), "n": len(rows), "protocol": protocol, "lm_eval": info}
 
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         rows = []
