@@ -114,7 +114,22 @@ def radar_chart(all_results: Sequence[dict[str, Any]], path: Path) -> Path | Non
     return path
 
 
-def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | None) -> str:
+def file_protocol(results: dict[str, Any]) -> str:
+    """A results file's protocol: its own `protocol`, else its entries'; a published-numbers file
+    (one with a top-level `source`, as the shipped reference) reads "published"; else "not recorded"."""
+    found = {str(e["protocol"]) for e in results.get("tasks", {}).values() if e.get("protocol")}
+    derived = found.pop() if len(found) == 1 else ("mixed" if found else "")
+    return str(results.get("protocol") or derived or ("published" if results.get("source") else "not recorded"))
+
+
+def protocol_line(labels: Sequence[str], protocols: Sequence[str]) -> str:
+    """One line naming each results file's protocol (paper: the released settings; toolkit: ours)."""
+    return "Protocol (paper = the released code's settings, toolkit = ours): " + ", ".join(
+        f"{label}: {protocol}" for label, protocol in zip(labels, protocols, strict=True)
+    )
+
+
+def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | None, protocols: str = "") -> str:
     lines = [
         "# Evaluation report",
         "",
@@ -122,6 +137,7 @@ def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | No
         "",
         "Results files: " + ", ".join(f"`{s}`" for s in sources),
         "",
+        *([protocols, ""] if protocols else []),
     ]
     for t in tables:
         lines += [f"## {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
@@ -132,7 +148,7 @@ def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | No
     return "\n".join(lines)
 
 
-def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None) -> str:
+def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None, protocols: str = "") -> str:
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title>",
@@ -142,6 +158,7 @@ def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None) 
         "<h1>Evaluation report</h1>",
         f"<p class='notice' dir='auto'>{e(RESEARCH_NOTICE)}</p>",
         "<p>Results files: " + ", ".join(f"<code>{e(s)}</code>" for s in sources) + "</p>",
+        *([f"<p dir='auto'>{e(protocols)}</p>"] if protocols else []),
     ]
     for t in tables:
         parts.append(
@@ -170,9 +187,10 @@ def render_report(result_files: Sequence[Path], out_dir: Path, with_reference: b
     chart = radar_chart(all_results, out_dir / "radar.png")
     chart_name = chart.name if chart else None
     sources = [str(p) for p in files]
+    protocols = protocol_line([_label(r) for r in all_results], [file_protocol(r) for r in all_results])
     out = {"markdown": out_dir / "report.md", "html": out_dir / "report.html"}
-    atomic_write_text(out["markdown"], to_markdown(tables, sources, chart_name))
-    atomic_write_text(out["html"], to_html(tables, sources, chart_name))
+    atomic_write_text(out["markdown"], to_markdown(tables, sources, chart_name, protocols))
+    atomic_write_text(out["html"], to_html(tables, sources, chart_name, protocols))
     if chart:
         out["radar"] = chart
     return out

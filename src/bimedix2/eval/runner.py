@@ -17,7 +17,16 @@ from .results import Generator, load_results, new_results, save_results
 from .spec import RunConfig, TaskSpec
 from .tasks import load_task
 
-__all__ = ["Generator", "RunConfig", "check_data", "load_results", "run_eval", "run_task", "seed_everything"]
+__all__ = [
+    "Generator",
+    "RunConfig",
+    "check_data",
+    "load_results",
+    "results_protocol",
+    "run_eval",
+    "run_task",
+    "seed_everything",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -35,9 +44,22 @@ def seed_everything(seed: int) -> None:
 
 
 def run_task(spec: TaskSpec, engine: Generator | None, cfg: RunConfig) -> dict[str, Any]:
-    """Run one task through its kind and return its results entry."""
+    """Run one task under the run's protocol through its kind and return its results entry."""
+    spec = spec if spec.protocol == cfg.protocol else spec.for_protocol(cfg.protocol)
     result = get_kind(spec.kind).run(TaskRun(spec, cfg), engine)
-    return {"kind": spec.kind, "title": spec.title, **result, "predictions": f"{spec.name}/scored.jsonl"}
+    return {
+        "kind": spec.kind,
+        "title": spec.title,
+        "protocol": spec.protocol,
+        **result,
+        "predictions": f"{spec.name}/scored.jsonl",
+    }
+
+
+def results_protocol(results: dict[str, Any]) -> str:
+    """The protocol of a results file's tasks: "paper", "toolkit", "mixed", or "" when none says."""
+    found = {str(e["protocol"]) for e in results.get("tasks", {}).values() if e.get("protocol")}
+    return found.pop() if len(found) == 1 else ("mixed" if found else "")
 
 
 def check_data(specs: Sequence[TaskSpec], cfg: RunConfig) -> None:
@@ -65,9 +87,11 @@ def run_eval(task_names: Sequence[str], engine: Generator | None, cfg: RunConfig
     results["label"] = cfg.label or results.get("label") or cfg.model
     for spec in specs:
         started = time.time()
+        spec = spec.for_protocol(cfg.protocol)
         entry = run_task(spec, engine, cfg)
         entry["seconds"] = round(time.time() - started, 2)
         results["tasks"][spec.name] = entry
         results["config"][spec.name] = {"run": cfg.as_dict(), "task": spec.as_dict()}
+        results["protocol"] = results_protocol(results)
         save_results(results, results_path)  # after every task: a later failure loses nothing
     return results_path

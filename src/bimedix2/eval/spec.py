@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,9 +17,27 @@ class NoOptions:
     """The options of a kind that has none of its own."""
 
 
+Protocol = Literal["paper", "toolkit"]
+PROTOCOLS: tuple[str, ...] = ("paper", "toolkit")
+# The released inference code (BiMed-MBench/bimedix_inference.py) samples iff temperature > 0.001.
+RELEASED_SAMPLING_MIN_TEMPERATURE = 0.001
+
+
+@dataclass(frozen=True)
+class ProtocolOverrides:
+    """A task YAML's `toolkit:` block: what `--protocol toolkit` changes over the paper settings."""
+
+    prompt: str | None = None  # replaces `prompt`
+    generation: dict[str, Any] = field(default_factory=dict)  # merged over `generation`
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A benchmark: how to read it, prompt for it and score it (one task YAML, validated on load)."""
+    """A benchmark: how to read it, prompt for it and score it (one task YAML, validated on load).
+
+    `prompt` and `generation` are the paper protocol's (the released code's settings); the
+    `toolkit` overrides apply under `--protocol toolkit`. `for_protocol` resolves one of them.
+    """
 
     name: str
     kind: str
@@ -30,6 +48,26 @@ class TaskSpec:
     generation: Mapping[str, Any] = field(default_factory=dict)
     options: Any = field(default_factory=NoOptions)  # the kind's own frozen Options dataclass
     source: str = ""
+    toolkit: ProtocolOverrides = field(default_factory=ProtocolOverrides)
+    protocol: str = ""  # "" until resolved with `for_protocol`
+
+    def for_protocol(self, protocol: str) -> TaskSpec:
+        """This task as run under `protocol`: its prompt and generation settings resolved.
+
+        paper: the YAML's own settings, with sampling decided as the released inference code does
+        (temperature > 0.001) unless `do_sample` is given. toolkit: the `toolkit:` overrides on top.
+        """
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+        if protocol == "toolkit":
+            generation = {**self.generation, **self.toolkit.generation}
+            prompt = self.toolkit.prompt if self.toolkit.prompt is not None else self.prompt
+            return replace(self, prompt=prompt, generation=generation, protocol=protocol)
+        generation = dict(self.generation)
+        if "do_sample" not in generation:
+            temperature = float(generation.get("temperature", GenParams.temperature))
+            generation["do_sample"] = temperature > RELEASED_SAMPLING_MIN_TEMPERATURE
+        return replace(self, generation=generation, protocol=protocol)
 
     def gen_params(self, **overrides: Any) -> GenParams:
         """Decoding settings: the task's, then any non-None override."""
@@ -49,12 +87,10 @@ class TaskSpec:
             "prompt": self.prompt,
             "generation": dict(self.generation),
             **config_to_dict(self.options),
+            "toolkit": config_to_dict(self.toolkit),
+            "protocol": self.protocol,
             "source": self.source,
         }
-
-
-Protocol = Literal["paper", "toolkit"]
-PROTOCOLS: tuple[str, ...] = ("paper", "toolkit")
 
 
 @dataclass(frozen=True)

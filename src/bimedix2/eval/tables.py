@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,23 @@ class ModelResults:
     def metrics(self, task: str) -> Mapping[str, Any]:
         """The metrics of `task` ({} when the file has no such task)."""
         return self.tasks.get(task, {}).get("metrics", {})
+
+    def protocol(self) -> str:
+        """The protocol its entries ran under ("paper", "toolkit", "mixed"); "published" for entries
+        citing a `source` (the shipped paper numbers); "" when none says."""
+        found = {str(e["protocol"]) for e in self.tasks.values() if e.get("protocol")}
+        if not found and self.tasks and all(e.get("source") for e in self.tasks.values()):
+            return "published"
+        return found.pop() if len(found) == 1 else ("mixed" if found else "")
+
+
+def protocol_note(results: Sequence[ModelResults], labels: Sequence[str] | None = None) -> str:
+    """A table footnote naming the protocol of each results file (of those in `labels`, when given)
+    that has entries; "" when none records one."""
+    named = [(r.label, r.protocol()) for r in results if r.tasks and (labels is None or r.label in labels)]
+    if not any(p for _, p in named):
+        return ""
+    return "Protocol: " + "; ".join(f"{label}: {p or 'not recorded'}" for label, p in named) + "."
 
 
 def pct(value: Any, scale: float = 100.0, digits: int = 1) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bimedix2.errors import ConfigError, EvalDataError
-from bimedix2.eval.results import SampleCache
 from bimedix2.eval.datasets import (
     hf_copy_clean,
     load_mimic_iii_tables,
@@ -19,6 +18,7 @@ from bimedix2.eval.datasets import (
     report_section,
     section_text,
 )
+from bimedix2.eval.results import SampleCache
 from bimedix2.eval.tasks import list_tasks, load_task
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
@@ -120,8 +120,13 @@ def test_mimic_cxr_as_multimedeval(tmp_path: Path) -> None:
     assert samples[1].reference == " Mild cardiomegaly.  No edema.\n "  # the empty FINDINGS section was dropped
     with_ind = read_dataset("mimic-cxr", FIX / "mimic-cxr", {"include_indication": True}, "mimic-cxr-report")
     assert [s.text for s in with_ind] == [" ___ with cough.\n  ", " "]  # raw indication + " ", as MultiMedEval
-    spec = load_task("mimic-cxr-report")
-    assert spec.prompt.format(question=first.text) == "Can you provide a radiology report for this medical image?"
+    spec = load_task("mimic-cxr-report")  # paper protocol: the paper's prompt; toolkit: MultiMedEval's request
+    assert (
+        spec.for_protocol("paper").prompt.format(question="")
+        == "Please caption this scan with findings and impressions."
+    )
+    toolkit = spec.for_protocol("toolkit").prompt
+    assert toolkit.format(question=first.text) == "Can you provide a radiology report for this medical image?"
     capped = read_dataset("mimic-cxr", FIX / "mimic-cxr", {"max_images": 1}, "mimic-cxr-report")
     assert [i.source.name for i in capped[0].images] == ["d1b.jpg"]
     # MultiMedEval's own layout: <dir>/mimic-cxr-jpg/2.0.0/

@@ -117,7 +117,9 @@ def test_builtin_kinds_reject_unknown_options(tmp_path: Path) -> None:
         load_task(str(mcq))
     judge = tmp_path / "up.yaml"
     judge.write_text("name: u\nkind: uphill\njudge: {temperature: 0, max_token: 5}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"judge.max_token: unknown field \(known here: max_tokens, temperature\)"):
+    with pytest.raises(
+        ConfigError, match=r"judge.max_token: unknown field \(known here: max_tokens, model, temperature\)"
+    ):
         load_task(str(judge))
     slake = tmp_path / "slake.yaml"
     slake.write_text("name: s\nkind: vqa\ndataset: {format: slake-json, options: {language: [en]}}\n", encoding="utf-8")

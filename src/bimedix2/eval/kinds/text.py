@@ -2,6 +2,8 @@
 
 BLEU-1/4, ROUGE-L and METEOR always; F1-RadGraph, CheXbert similarity, BERTScore and RadCliQ-v1
 when their local models are given (otherwise they read "n/a" with the reason, never 0).
+The protocol decides the prompt and the generation (the task YAML's `prompt`/`generation` for
+paper, its `toolkit:` block for toolkit); the scoring is the same under both.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ...types import Message
 from ..datasets import EvalSample, read_dataset
 from ..metrics.clinical import CLINICAL_METRICS, UNAVAILABLE, ClinicalScorers
 from ..metrics.text import aggregate_text, score_text
-from ..tables import ModelResults, Table, pct
+from ..tables import ModelResults, Table, pct, protocol_note
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -94,11 +96,12 @@ class TextGeneration(GenerationKind):
                 notes += [f"{res.label} / {title}: {key} {why}" for key, why in unavailable.items()]
         if not rows:
             return []
+        protocol = protocol_note(results, [row[0] for row in rows])
         return [
             Table(
                 "Report generation and summarization (%; RadCliQ-v1 raw, lower is better)",
                 ("Model", "Task", *(n for _, n in METRICS)),
                 tuple(rows),
-                tuple(dict.fromkeys(notes)),
+                tuple(dict.fromkeys([*([protocol] if protocol else []), *notes])),
             )
         ]

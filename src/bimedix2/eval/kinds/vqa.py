@@ -1,4 +1,9 @@
-"""`kind: vqa`: medical VQA with MultiMedEval's metrics (paper Table 5) and our labelled improved mode."""
+"""`kind: vqa`: medical VQA with MultiMedEval's metrics (paper Table 5) and our labelled improved mode.
+
+Both metric modes are computed under either protocol; the protocol decides the generation:
+paper answers MultiMedEval's question with the released inference defaults, toolkit answers it
+greedily and briefly (the task YAML's `toolkit:` block).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from tqdm.auto import tqdm
 from ...types import Message
 from ..datasets import EvalSample, read_dataset
 from ..metrics.vqa import VQAScore, aggregate, score_improved, score_multimedeval, yes_no_instruction
-from ..tables import ModelResults, Table, pct
+from ..tables import ModelResults, Table, pct, protocol_note
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -107,7 +112,8 @@ class VQA(GenerationKind):
                     rows.append((res.label, *(pct((m or {}).get(key)) for m in per_task for key, _ in METRICS)))
             if rows:
                 header = ("Model", *(f"{col} {name}" for col in columns.values() for _, name in METRICS))
-                out.append(Table(title, header, tuple(rows), (note,)))
+                protocol = protocol_note(results, [row[0] for row in rows])
+                out.append(Table(title, header, tuple(rows), (note, *([protocol] if protocol else []))))
         return out
 
     def radar_axes(self, results: ModelResults) -> list[tuple[str, float]]:

@@ -1,7 +1,8 @@
 """Task definitions: one YAML per benchmark in this folder, loaded into frozen, validated `TaskSpec`s.
 
 A task YAML holds the common keys (`name`, `kind`, `title`, `dataset: {format, options}`, `prompt`,
-`generation`) and its kind's own options (the fields of that kind's `Options` dataclass, e.g.
+`generation` - the paper protocol's -, and `toolkit: {prompt, generation}`, what `--protocol toolkit`
+changes) and its kind's own options (the fields of that kind's `Options` dataclass, e.g.
 `languages`, `judge`), all at the top level.
 """
 
@@ -18,10 +19,10 @@ from ...errors import ConfigError
 from ...types import GenParams
 from ..datasets import dataset_options
 from ..kinds import get_kind
-from ..spec import TaskSpec
+from ..spec import ProtocolOverrides, TaskSpec
 
 TASK_DIR = Path(__file__).parent
-COMMON_KEYS = ("name", "kind", "title", "dataset", "prompt", "generation")
+COMMON_KEYS = ("name", "kind", "title", "dataset", "prompt", "generation", "toolkit")
 
 __all__ = ["TaskSpec", "builtin_task_kinds", "list_tasks", "load_task"]
 
@@ -80,6 +81,8 @@ def load_task(name_or_path: str) -> TaskSpec:
         raise ConfigError(f"{path}: dataset options need a dataset format")
     generation = raw.get("generation") or {}
     _typed(GenParams, generation, str(path), prefix="generation")
+    toolkit = _typed(ProtocolOverrides, raw.get("toolkit") or {}, str(path), prefix="toolkit")
+    _typed(GenParams, {**generation, **toolkit.generation}, str(path), prefix="toolkit.generation")
     return TaskSpec(
         name=raw["name"],
         kind=raw["kind"],
@@ -90,6 +93,7 @@ def load_task(name_or_path: str) -> TaskSpec:
         generation=generation,
         options=_typed(kind.Options, {k: raw[k] for k in option_keys}, str(path)),
         source=str(path),
+        toolkit=toolkit,
     )
 
 
