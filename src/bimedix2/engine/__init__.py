@@ -1,7 +1,7 @@
 """Generation: prompt building, image-token contract, batching, streaming, stop handling.
 
 `Engine` is the one user-facing class; it runs on a `GenerationBackend` chosen by name from
-`BACKENDS` (built in: "transformers"). Adding a backend is one module with a class taking a
+`BACKENDS` (built in: "transformers", "llama-cpp"). Adding a backend is one module with a class taking a
 `LoadedModel` and one `@register_backend("name")` line.
 """
 
@@ -17,6 +17,7 @@ from .backend import (
     template_stop_ids,
 )
 from .core import NO_VISION_HINT, Engine
+from .llama_cpp_backend import LlamaCppBackend
 from .streams import BatchStream, IncrementalDetokenizer, Row, RowStream, TextStream
 from .transformers_backend import TransformersBackend, merge_prepared
 
@@ -28,6 +29,7 @@ __all__ = [
     "Engine",
     "GenerationBackend",
     "IncrementalDetokenizer",
+    "LlamaCppBackend",
     "PreparedBatch",
     "Row",
     "RowStream",
