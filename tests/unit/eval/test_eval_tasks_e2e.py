@@ -113,7 +113,8 @@ def test_interrupted_run_resumes(tiny_engine, tmp_path: Path) -> None:  # noqa: 
 def _judge_responder(body: dict) -> str:
     text = body["messages"][-1]["content"]
     if "[Assistant 1]" in text:
-        return "8 6\nAssistant 1 is more precise." if "MSA" not in text else "Assistant 1: 9\nAssistant 2: 3"
+        # the released Arabic rubric (spelling as released) asks for Modern Standard Arabic
+        return "8 6\nAssistant 1 is more precise." if "'Moders Standard Arabic'" not in text else "9 3\nAssistant 1."
     return "disagree" if "Vitamin C" in text else "The response is neutral."
 
 
@@ -126,7 +127,8 @@ def test_judge_tasks_end_to_end(tiny_engine, tmp_path: Path) -> None:  # noqa: A
         assert mb["en"]["overall"] == pytest.approx(75.0)  # 6/8
         assert mb["en"]["by_type"] == {"Conversation": pytest.approx(75.0), "Description": pytest.approx(75.0)}
         assert set(mb["en"]["by_domain"]) == {"CXR", "Histology"}
-        assert mb["ar"]["overall"] == pytest.approx(100 * 3 / 9)  # the Arabic prompt carried the MSA rule
+        assert mb["ar"]["overall"] == pytest.approx(100 * 3 / 9)  # the Arabic request carried the Arabic rubric
+        assert results["tasks"]["bimed-mbench"]["protocol"] == "paper"
         up = results["tasks"]["uphill"]["metrics"]
         assert up["en"]["accuracy_per_level"] == {str(i): pytest.approx(0.5) for i in range(5)}
         assert up["en"]["consistency"] == 1.0 and up["ar"]["accuracy"] == 0.0
