@@ -207,7 +207,7 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
 
 
 def test_deflated_dicom_and_deflate_bomb() -> None:
-    from bimedix2.dicom import _dataset_offset
+    from bimedix2.dicom.decode import _dataset_offset
 
     assert load_image(_file("image_dfl.dcm")).size == (512, 512)
     raw = _file("image_dfl.dcm").read_bytes()
