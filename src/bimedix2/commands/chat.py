@@ -9,7 +9,7 @@ from typing import TextIO
 
 from ..errors import BiMediX2Error
 from ..types import RESEARCH_NOTICE, ImageRef, Message
-from .options import add_generation_options, add_image_options, add_model_options, gen_params, load_options
+from .options import add_engine_options, add_generation_options, add_image_options, add_model_options, gen_params
 
 CHAT_HELP = """Commands:
   /image PATH [PATH ...]  attach image(s) to your next message
@@ -21,6 +21,7 @@ CHAT_HELP = """Commands:
 def register(subparsers: argparse._SubParsersAction) -> None:
     ask = subparsers.add_parser("ask", help="ask one question (optionally about images); streams the answer")
     add_model_options(ask)
+    add_engine_options(ask)
     add_generation_options(ask)
     add_image_options(ask)
     ask.add_argument("--image", "-i", action="append", default=[], type=Path, help="image file (repeatable)")
@@ -29,16 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     chat = subparsers.add_parser("chat", help="interactive multi-turn chat; /image attaches images")
     add_model_options(chat)
+    add_engine_options(chat)
     add_generation_options(chat)
     add_image_options(chat)
     chat.set_defaults(func=run_chat)
 
 
 def _engine(args: argparse.Namespace):  # noqa: ANN202
-    from ..engine import Engine
-    from ..model.loader import load_model
+    from .options import build_engine
 
-    return Engine(load_model(args.model, load_options(args)))
+    return build_engine(args)
 
 
 def _stream_reply(engine, messages: list[Message], args: argparse.Namespace, out: TextIO) -> str:  # noqa: ANN001

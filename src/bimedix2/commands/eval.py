@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..eval.spec import Protocol, RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
-from .options import add_model_options, load_options
+from .options import add_engine_options, add_model_options, build_engine
 
 CLINICAL_FLAGS = ("radgraph", "chexbert", "bertscore")
 
@@ -85,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="run tasks; writes OUT/results.json, per-sample predictions; resumes")
     add_model_options(run)
+    add_engine_options(run)
     run.add_argument("tasks", nargs="*", help="task names (see `bimedix2 eval tasks`) or task YAML files")
     run.add_argument(
         "--config",
@@ -187,10 +188,7 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     check_data(specs, cfg)
     engine = None
     if any(get_kind(s.kind).needs_engine(cfg) for s in specs):
-        from ..engine import Engine
-        from ..model.loader import load_model
-
-        engine = Engine(load_model(options.model, load_options(args)))
+        engine = build_engine(args, model=options.model, parallel=options.batch_size)
     path = run_eval([s.source for s in specs], engine, cfg)
     print(f"results: {path}")
     print(f"[{RESEARCH_NOTICE}]", file=sys.stderr)

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from ..model.base import LoadOptions
 from ..model.formats import format_names
 from ..types import GenParams
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+ENGINES = ("auto", "transformers", "llama-cpp")
+_LLAMA_CPP_DEFAULTS = {"format": "auto", "device": "auto", "dtype": "auto", "vision_tower": None}
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -141,4 +151,107 @@ def gen_params(args: argparse.Namespace) -> GenParams:
         seed=args.seed,
         stop=tuple(args.stop),
         steer_language=args.steer_language,
+    )
+
+
+def add_engine_options(parser: argparse.ArgumentParser, *, choose_engine: bool = True) -> None:
+    """--engine (unless the command has its own), --mmproj and the llama.cpp runtime options."""
+    group = parser.add_argument_group("engine")
+    if choose_engine:
+        group.add_argument(
+            "--engine",
+            default="auto",
+            choices=ENGINES,
+            help="auto: llama.cpp for a .gguf --model when llama-cpp-python is installed, else transformers "
+            "(default: auto)",
+        )
+    group.add_argument(
+        "--mmproj",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="llama.cpp: the vision projector GGUF exported beside the model (needed for images)",
+    )
+    group.add_argument(
+        "--ctx-size",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="llama.cpp: context tokens per conversation; 0 for the model's trained context (default: 4096)",
+    )
+    group.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="llama.cpp: CPU threads (default: every core)"
+    )
+
+
+def resolve_engine(choice: str, model: str | None) -> str:
+    """The backend name for `--engine choice` and `--model model` ("auto" resolved, a misfit refused)."""
+    from ..model.llama_cpp import is_gguf
+    from ..model.llama_cpp_lib import INSTALL_HINT, llama_cpp_available
+
+    if choice not in ENGINES:
+        raise ConfigError(f"unknown engine {choice!r}. Available: {', '.join(ENGINES)}")
+    gguf = model is not None and is_gguf(Path(model).expanduser())
+    if choice == "llama-cpp":
+        if model is not None and not gguf:
+            raise ConfigError(
+                f"--engine llama-cpp runs a .gguf file; {model} is not one: export it first with "
+                f"`bimedix2 export gguf {model} OUT_DIR`, or use --engine transformers"
+            )
+        if not llama_cpp_available():
+            raise ConfigError(f"--engine llama-cpp: {INSTALL_HINT}")
+        return "llama-cpp"
+    if choice == "auto" and gguf:
+        if llama_cpp_available():
+            return "llama-cpp"
+        _note_once(f"{model}: running the GGUF on transformers (de-quantised, slower); {INSTALL_HINT}")
+    return "transformers"
+
+
+_NOTED: set[str] = set()
+
+
+def _note_once(message: str) -> None:
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"bimedix2: note: {message}", file=sys.stderr)
+
+
+def build_engine(
+    args: argparse.Namespace, *, model: str | None = None, engine: str | None = None, parallel: int = 1
+) -> Engine:
+    """The Engine the command's options describe; `parallel` is how many conversations it runs together."""
+    from ..engine import Engine
+
+    model = model if model is not None else args.model
+    backend = resolve_engine(engine or getattr(args, "engine", "auto"), model)
+    if backend == "llama-cpp":
+        return Engine(_load_llama_cpp(args, model, parallel), backend="llama-cpp")
+    if getattr(args, "mmproj", None) is not None:
+        raise ConfigError("--mmproj is for --engine llama-cpp (with a .gguf --model)")
+    from ..model.loader import load_model
+
+    return Engine(load_model(model, load_options(args)))
+
+
+def _load_llama_cpp(args: argparse.Namespace, model: str | None, parallel: int):  # noqa: ANN202
+    from ..model.llama_cpp import LlamaCppOptions, load_llama_cpp, projector_beside
+    from ..model.loader import embedded_default_gguf
+
+    for name, default in _LLAMA_CPP_DEFAULTS.items():
+        if getattr(args, name, default) != default:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to --engine llama-cpp (the GGUF's own types run on the CPU)")
+    if args.ctx_size < 0 or args.threads < 0:
+        raise ConfigError("--ctx-size and --threads must be 0 or more")
+    options = LlamaCppOptions(context=args.ctx_size, parallel=max(1, parallel), threads=args.threads)
+    path = Path(model).expanduser() if model is not None else embedded_default_gguf()
+    if args.mmproj is None and (beside := projector_beside(path)) is not None:
+        _note_once(f"text only: to send images, pass the vision projector beside the model: --mmproj {beside}")
+    return load_llama_cpp(
+        path,
+        mmproj=args.mmproj,
+        template=args.template,
+        options=options,
+        image_aspect_ratio=args.image_aspect_ratio,
     )

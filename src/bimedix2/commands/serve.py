@@ -21,7 +21,7 @@ from ..serve.config import MiB, ServeConfig, api_key_from_env
 from ..serve.vllm import VllmOptions
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
-from .options import add_model_options, load_options
+from .options import add_engine_options, add_model_options, build_engine
 
 _SERVE = ServeConfig()
 _VLLM = VllmOptions(model="")
@@ -52,9 +52,12 @@ class NetworkOptions:
 class ServeOptions(NetworkOptions):
     """`bimedix2 serve`'s options, in the units the flags use (seconds, MiB)."""
 
-    engine: Literal["transformers", "vllm"] = field(
-        default="transformers",
-        metadata=opt("transformers (this process, dynamic batching) or vllm (exec vLLM's server; GPU only)"),
+    engine: Literal["auto", "transformers", "llama-cpp", "vllm"] = field(
+        default="auto",
+        metadata=opt(
+            "auto (llama-cpp for a .gguf --model when llama-cpp-python is installed, else transformers), "
+            "transformers or llama-cpp (this process, rows batched together) or vllm (exec vLLM's server; GPU only)"
+        ),
     )
     max_batch_size: int = field(default=_SERVE.max_batch_size, metadata=opt("requests generated together", metavar="N"))
     max_queue: int = field(default=_SERVE.max_queue, metadata=opt("waiting requests before 429", metavar="N"))
@@ -161,6 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="OpenAI-compatible API (/v1/chat/completions, /v1/models, /health) and a web chat at /"
     )
     add_model_options(serve)
+    add_engine_options(serve, choose_engine=False)
     add_dataclass_options(serve.add_argument_group("network"), NetworkOptions)
     group = serve.add_argument_group("serving")
     group.add_argument(
@@ -215,8 +219,6 @@ def run_serve(args: argparse.Namespace) -> int:
         return _launch_vllm(args.model, opts, dataclass_from_args(VllmFlags, args), local)
     import uvicorn
 
-    from ..engine import Engine
-    from ..model.loader import load_model
     from ..serve.api import create_app
 
     key = opts.api_key or api_key_from_env()
@@ -229,7 +231,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise ConfigError(f"--allow-local-images {directory}: not a directory")
     config = opts.to_config(args.model, key)
-    engine = Engine(load_model(args.model, load_options(args)))
+    engine = build_engine(args, engine=opts.engine, parallel=opts.max_batch_size)
     print(
         f"bimedix2 serving {config.model_id!r} on http://{config.host}:{config.port}/ (web chat at /, API at /v1). "
         f"{RESEARCH_NOTICE}",

@@ -214,8 +214,27 @@ def load_weights(lib: ModuleType, path: Path, options: LlamaCppOptions) -> Any:
     clear_errors()
     model = lib.llama_model_load_from_file(str(path).encode(), params)
     if not model:
+        if _gguf_arch(path) == "clip":
+            raise ModelLoadError(f"{path} is a vision projector (mmproj), not a language model; pass it as --mmproj")
         raise ModelLoadError(with_errors(f"{path}: llama.cpp could not load this GGUF"))
     return model
+
+
+def _gguf_arch(path: Path) -> str | None:
+    """general.architecture of a GGUF file, read with the `gguf` package (None when unreadable)."""
+    import gguf
+
+    try:
+        fld = gguf.GGUFReader(path).get_field("general.architecture")
+    except (ValueError, OSError):
+        return None
+    return None if fld is None else str(fld.contents())
+
+
+def projector_beside(path: Path) -> Path | None:
+    """The one `mmproj*.gguf` file in the model's folder (as `bimedix2 export gguf` writes it), if exactly one."""
+    found = sorted(p for p in path.parent.glob("mmproj*.gguf") if p.is_file())
+    return found[0] if len(found) == 1 else None
 
 
 def load_llama_cpp(
