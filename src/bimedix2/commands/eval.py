@@ -189,6 +189,11 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     engine = None
     if any(get_kind(s.kind).needs_engine(cfg) for s in specs):
         engine = build_engine(args, model=options.model, parallel=options.batch_size)
+        if engine.loaded.model is None and any(s.kind == "mcq" for s in specs) and not cfg.mcq_endpoint:
+            raise ConfigError(
+                "MCQ scores answers by log-probability through transformers (lm-eval's hf backend); the "
+                "llama-cpp engine has no transformers model: run MCQ with --engine transformers"
+            )
     path = run_eval([s.source for s in specs], engine, cfg)
     print(f"results: {path}")
     print(f"[{RESEARCH_NOTICE}]", file=sys.stderr)
