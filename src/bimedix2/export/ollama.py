@@ -60,7 +60,9 @@ def modelfile_text(files: ExportedFiles) -> str:
         lines.append(f'TEMPLATE """{BIMEDIX2_OLLAMA_TEMPLATE}"""')
         stops: tuple[str, ...] = ("<|eot_id|>",)
     else:
-        lines.append(f"# chat template {files.template_name!r}: Ollama reads it from the GGUF's metadata")
+        lines.append(
+            f"# chat template {files.template_name!r}: Ollama derives its template from the GGUF's chat template"
+        )
         stops = files.stop_tokens
     lines += _stop_lines(stops)
     lines += [f"PARAMETER {key} {value}" for key, value in RELEASED_PARAMETERS if key != "stop"]

@@ -32,7 +32,7 @@ from .gguf_llm import LlmSummary, write_llm_gguf
 from .gguf_mmproj import MmprojSummary, write_mmproj_gguf
 from .info import check_mmproj_matches, read_gguf_info, require_chat_template
 from .ollama import ExportedFiles, modelfile_text, readme_text, write_text
-from .quantize import QuantReport, import_llama_cpp, llama_ftype, quantize_gguf
+from .quantize import QuantReport, import_llama_cpp, llama_cpp_reads, llama_ftype, quantize_gguf
 
 
 @dataclass(frozen=True)
@@ -96,19 +96,30 @@ def _versions(quantized: bool) -> dict[str, str | None]:
     return out
 
 
-def write_language_model(loaded: Any, model_dir: Path, name: str, quant: str, threads: int) -> tuple[Path, Any]:
+def write_language_model(
+    loaded: Any, model_dir: Path, name: str, quant: str, threads: int
+) -> tuple[Path, LlmSummary, QuantReport | None]:
     """The language-model GGUF at `quant`: written directly (F16/F32) or quantized from an F16 intermediate."""
     final = model_dir / f"{name}-{quant}.gguf"
     if quant not in QUANTIZED_TYPES:
-        return final, (write_llm_gguf(loaded, final, quant, name=name), None)
+        return final, write_llm_gguf(loaded, final, quant, name=name), None
     intermediate = model_dir / f".{name}-F16.intermediate.gguf"
     summary = write_llm_gguf(loaded, intermediate, "F16", name=name)
     report = quantize_gguf(intermediate, final, quant, threads=threads)
     intermediate.unlink()
-    return final, (summary, report)
+    return final, summary, report
 
 
-def _config(src: str, quant: str, loaded: Any, llm: LlmSummary, report: QuantReport | None, mm: Any, files: dict):
+def _config(
+    src: str,
+    quant: str,
+    loaded: Any,
+    llm: LlmSummary,
+    report: QuantReport | None,
+    mm: MmprojSummary | None,
+    files: dict[str, Any],
+) -> dict[str, Any]:
+    """export.json's content: the resolved settings, what was written, and the library versions."""
     return {
         "notice": RESEARCH_ONLY,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -171,16 +182,17 @@ def export_gguf(
     )
 
 
-def _write_all(loaded: Any, src: str, tmp: Path, folder: Path, name: str, quant: str, threads: int) -> dict:
+def _write_all(loaded: Any, src: str, tmp: Path, folder: Path, name: str, quant: str, threads: int) -> dict[str, Any]:
     """Every file of the export, inside the staging directory `tmp`; returns export.json's content."""
     model_dir = tmp / folder
     model_dir.mkdir(parents=True)
-    model_path, (llm, report) = write_language_model(loaded, model_dir, name, quant, threads)
+    model_path, llm, report = write_language_model(loaded, model_dir, name, quant, threads)
     mm: MmprojSummary | None = None
     if loaded.has_vision:
         mm_type = "F32" if quant == "F32" else "F16"
         mm = write_mmproj_gguf(loaded, model_dir / f"mmproj-{name}-{mm_type}.gguf", mm_type, name=name)
     require_chat_template(model_path)  # read back: the template must survive the round trip
+    llama_check = llama_cpp_reads(model_path)
     if mm is not None:
         check_mmproj_matches(model_path, mm.path)
     files = ExportedFiles(
@@ -197,6 +209,7 @@ def _write_all(loaded: Any, src: str, tmp: Path, folder: Path, name: str, quant:
     file_map = {"model": files.model, "mmproj": files.mmproj, "lmstudio_dir": files.lmstudio_dir, "bytes": sizes}
     config = _config(src, quant, loaded, llm, report, mm, file_map)
     config["language_model"]["tensor_types"] = info.tensor_types
+    config["language_model"]["llama_cpp_check"] = llama_check
     config = json.loads(json.dumps(config, default=str))
     write_text(tmp / "export.json", json.dumps(config, ensure_ascii=False, indent=2) + "\n")
     return config

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,19 +65,47 @@ def llama_ftype(quant: str) -> int:
     return int(value)
 
 
+@contextmanager
+def _llama_log(verbose: bool) -> Iterator[None]:
+    """llama.cpp's log (forwarded by llama-cpp-python under this logger's level) quiet unless `verbose`."""
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.DEBUG if verbose else logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def llama_cpp_reads(path: Path) -> str:
+    """Have llama.cpp parse the GGUF's metadata and vocabulary (no weights); 'skipped' without llama-cpp-python.
+
+    Catches what the `gguf` writer cannot: e.g. a tokenizer llama.cpp refuses. Extra buffer types
+    (weight repacking) stay off: they are not needed to read a file and crash on some CPUs.
+    """
+    try:
+        import llama_cpp
+    except ImportError:
+        return "skipped: llama-cpp-python is not installed"
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    params.use_extra_bufts = False
+    with _llama_log(False):
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ExportError(f"llama.cpp cannot read the exported {path.name} (run with -v for its log)")
+    llama_cpp.llama_model_free(model)
+    return f"read by llama.cpp (llama-cpp-python {getattr(llama_cpp, '__version__', '?')})"
+
+
 def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int = 0, verbose: bool = False) -> QuantReport:
     """Quantize the F16/F32 GGUF `src` to `quant` at `dst` with llama.cpp, and report the tensor types."""
     llama_cpp = import_llama_cpp()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_ftype(quant)
     params.nthread = threads
-    log = logging.getLogger("llama-cpp-python")  # llama-cpp-python forwards llama.cpp's log by this level
-    level = log.level
-    log.setLevel(logging.DEBUG if verbose else logging.ERROR)
-    try:
+    with _llama_log(verbose):
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
-    finally:
-        log.setLevel(level)
     if status != 0 or not dst.is_file():
         raise ExportError(f"llama.cpp could not quantize {src.name} to {quant} (status {status})")
     return quant_report(dst, quant)

@@ -117,6 +117,7 @@ def test_layout_side_files_and_notice(llava_f16: ExportResult) -> None:
     assert config["files"]["mmproj"] == "bimedix2/llava-hf-GGUF/mmproj-llava-hf-F16.gguf"
     assert config["versions"]["gguf"] and config["mmproj"]["tokens_per_image"] == 16
     assert config["language_model"]["tokenizer"]["add_bos_token"] is False
+    assert config["language_model"]["llama_cpp_check"].startswith(("read by llama.cpp", "skipped"))
 
 
 def test_llava_llama_layout_exports(tiny_llava_llama_path: Path, tmp_path: Path) -> None:
