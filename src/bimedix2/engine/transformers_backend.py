@@ -63,7 +63,9 @@ class TransformersBackend:
             pad_token_id=self.pad_token_id,
         )
         if sampling.do_sample:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
+            # top_k left unset, as the released code's generate() call left it: the checkpoint's
+            # generation_config value, else transformers' default of 50.
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
         if self.loaded.image_token_id is not None:
             kwargs["suppress_tokens"] = [self.loaded.image_token_id]  # a placeholder is never an answer
         return GenerationConfig(**kwargs)

@@ -29,8 +29,12 @@ SEEDED = (
 QUESTIONS = ("What is anemia?", "ما هو فقر الدم؟", "Describe the findings")
 
 
-def reference_ids(engine: Engine, conv: Sequence[Message], params: GenParams) -> list[int]:
-    """Generated token ids of plain `model.generate` with the engine's settings (no stop strings)."""
+def reference_ids(engine: Engine, conv: Sequence[Message], params: GenParams, top_k: int = 50) -> list[int]:
+    """Generated token ids of plain `model.generate` with the engine's settings (no stop strings).
+
+    top_k 50: what the released BiMediX2 code sampled with (its generate() call sets no top_k, so
+    transformers' default applies); 0 turns top-k filtering off.
+    """
     loaded = engine.loaded
     batch = engine.prepare([conv], params)
     tokenizer = loaded.tokenizer
@@ -41,7 +45,7 @@ def reference_ids(engine: Engine, conv: Sequence[Message], params: GenParams) ->
         pad_token_id=tokenizer.pad_token_id,
     )
     if params.sampling:
-        settings.update(temperature=params.temperature, top_p=params.top_p, top_k=None)
+        settings.update(temperature=params.temperature, top_p=params.top_p, top_k=top_k)
     if loaded.image_token_id is not None:
         settings["suppress_tokens"] = [loaded.image_token_id]
     with torch.inference_mode(), torch.random.fork_rng(devices=[]):
@@ -145,3 +149,13 @@ def test_stream_batch_rows_match_single_runs(tiny_engine: Engine, png_path: Path
     expected = [reference(tiny_engine, c, p) for c, p in zip(convs, params, strict=True)]
     assert [row.reply for row in batch.rows] == expected
     assert texts == [r.text for r in expected]
+
+
+def test_sampling_uses_the_released_top_k(tiny_engine: Engine) -> None:
+    """Seeded sampling equals transformers with top_k=50 (the released setting), not with top-k off."""
+    conv = [Message("user", "Describe the MRI of the brain.")]
+    params = GenParams(max_new_tokens=24, temperature=1.5, seed=3)
+    released = reference_ids(tiny_engine, conv, params, top_k=50)
+    unfiltered = reference_ids(tiny_engine, conv, params, top_k=0)
+    assert released != unfiltered, "the seed must make top-k filtering visible"
+    assert tiny_engine.generate(conv, params) == reference(tiny_engine, conv, params)
