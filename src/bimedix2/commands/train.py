@@ -1,4 +1,4 @@
-"""`bimedix2 train stage1|stage2 CONFIG [FIELD=VALUE ...]` and `bimedix2 merge RUN OUT`."""
+"""`bimedix2 train stage1|stage2 CONFIG [FIELD=VALUE ...]`, `bimedix2 merge RUN OUT` and `bimedix2 compose LM OUT`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     merge.set_defaults(func=run_merge)
 
+    compose = subparsers.add_parser(
+        "compose",
+        help="build an untrained LLaVA checkpoint from a Llama-family LM + a CLIP tower + a fresh projector",
+        description="What `train stage1` with model.language_model does in memory, written out once (e.g. to "
+        "train with ZeRO-3 partition-on-load or QLoRA from it).",
+    )
+    compose.add_argument("language_model", help="Llama-family causal LM: hub id or local directory")
+    compose.add_argument("out", type=Path, help="new directory for the composed checkpoint")
+    compose.add_argument(
+        "--vision-tower", default=None, help="CLIP checkpoint (default: openai/clip-vit-large-patch14-336)"
+    )
+    compose.add_argument("--seed", type=int, default=42, help="seed of the projector's initial weights (default 42)")
+    compose.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="weights dtype (default float32)"
+    )
+    compose.set_defaults(func=run_compose)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from ..config import load_config
@@ -73,4 +90,16 @@ def run_merge(args: argparse.Namespace) -> int:
 
     out = merge(args.run, args.out, base=args.base, dtype=args.dtype)
     print(f'merged checkpoint written to {out}; try: bimedix2 ask --model {out} "..."')
+    return 0
+
+
+def run_compose(args: argparse.Namespace) -> int:
+    from ..model.compose import DEFAULT_VISION_TOWER, ComposeSpec, compose_llava, save_composed
+    from ..model.loader import LoadOptions
+
+    spec = ComposeSpec(args.language_model, args.vision_tower or DEFAULT_VISION_TOWER, seed=args.seed)
+    loaded = compose_llava(spec, LoadOptions(device="cpu", dtype=args.dtype))
+    info = {"language_model": spec.language_model, "vision_tower": spec.vision_tower, "seed": spec.seed}
+    out = save_composed(loaded, args.out, info=info)
+    print(f"composed {loaded.info.parameters:,} parameters ({loaded.tokens_per_image} image tokens) into {out}")
     return 0

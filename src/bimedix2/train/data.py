@@ -52,13 +52,14 @@ def pack_samples(samples: Sequence[EncodedSample], max_length: int) -> list[tupl
 
 
 class RowDataset(Dataset):
-    """Rows of one or more encoded samples; `lengths` feeds the length-grouped sampler."""
+    """Rows of one or more encoded samples; `lengths` (and `multimodal`) feed the grouped samplers."""
 
     def __init__(self, rows: Sequence[tuple[EncodedSample, ...]]):
         if not rows:
             raise ValueError("no training rows")
         self.rows = list(rows)
         self.lengths = [sum(len(s) for s in row) for row in self.rows]
+        self.multimodal = [any(s.images for s in row) for row in self.rows]  # feeds modality grouping
 
     @classmethod
     def build(cls, samples: Sequence[EncodedSample], *, packing: bool, max_length: int) -> RowDataset:

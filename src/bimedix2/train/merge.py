@@ -7,6 +7,7 @@ transformers alike.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 
 from ..errors import TrainingError
 from ..fileio import atomic_directory
+from ..model.compose import DEFAULT_VISION_TOWER, ComposeSpec, compose_llava
 from ..model.loader import LoadedModel, LoadOptions, load_model
 from ..types import RESEARCH_NOTICE
 from .modeling import PROJECTOR_FILE, load_projector
@@ -31,6 +33,8 @@ class MergeSources:
     chat_template: str
     adapter: Path | None
     projector: Path | None
+    language_model: str | None = None  # the run composed its base: this LM ...
+    vision_tower: str | None = None  # ... with this CLIP tower (None: the default tower)
 
 
 def find_sources(path: Path, base: str | None = None) -> MergeSources:
@@ -46,25 +50,32 @@ def find_sources(path: Path, base: str | None = None) -> MergeSources:
     model_cfg: dict[str, Any] = {}
     if config is not None:
         model_cfg = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("model") or {}
+    language_model = model_cfg.get("language_model") if base is None else None
     if base is None:
         if config is None:
             raise TrainingError(f"{path}: no {CONFIG_FILE} beside it to name the base model; pass --base")
         base = model_cfg.get("path")
+    if language_model is not None and projector is None:
+        raise TrainingError(f"{weights}: the run composed its base, but holds no {PROJECTOR_FILE} to put in it")
     return MergeSources(
         base=base,
         base_format=str(model_cfg.get("format", "auto")),
         chat_template=str(model_cfg.get("chat_template", "auto")),
         adapter=adapter,
         projector=projector,
+        language_model=language_model,
+        vision_tower=model_cfg.get("vision_tower"),
     )
 
 
 def build_merged(sources: MergeSources, *, dtype: str = "float32", stage1_projector: str | None = None) -> LoadedModel:
-    """Load the base, put the trained projector in, fold the LoRA weights into the base weights."""
-    loaded = load_model(
-        sources.base,
-        LoadOptions(format=sources.base_format, chat_template=sources.chat_template, device="cpu", dtype=dtype),  # type: ignore[arg-type]
-    )
+    """Load (or compose) the base, put the trained projector in, fold the LoRA weights into the base weights."""
+    options = LoadOptions(format=sources.base_format, chat_template=sources.chat_template, device="cpu", dtype=dtype)
+    if sources.language_model is not None:
+        spec = ComposeSpec(sources.language_model, sources.vision_tower or DEFAULT_VISION_TOWER)
+        loaded = compose_llava(spec, dataclasses.replace(options, format="auto"))
+    else:
+        loaded = load_model(sources.base, options)
     model = loaded.model
     if stage1_projector:
         load_projector(model, Path(stage1_projector))
@@ -102,7 +113,8 @@ def merge(path: Path, out: Path, *, base: str | None = None, dtype: str = "float
             loaded.tokenizer.chat_template = loaded.template.jinja
         holder.save_pretrained(tmp)
         info = {
-            "base": sources.base,
+            "base": sources.base or sources.language_model,
+            "vision_tower": sources.vision_tower if sources.language_model else None,
             "adapter": str(sources.adapter) if sources.adapter else None,
             "projector": str(sources.projector) if sources.projector else None,
             "chat_template": loaded.template.name,

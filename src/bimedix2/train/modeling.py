@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import TrainingError
+from ..model.compose import DEFAULT_VISION_TOWER, ComposeSpec, compose_llava
 from ..model.loader import LoadedModel, LoadOptions, load_model
 from .config import LoraConfig, TrainConfig
 
@@ -40,7 +41,7 @@ def resolve_precision(choice: str, device: str) -> str:
 
 
 def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedModel:
-    """Load the configured checkpoint in the training dtype.
+    """Load the configured checkpoint, or compose one from its parts, in the training dtype.
 
     Unquantised, it loads on the CPU (the Trainer places it); frozen weights are stored in
     bf16/fp16 under mixed precision and trainable ones cast to fp32 later
@@ -50,6 +51,11 @@ def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedMo
     dtype = cfg.model.dtype
     if dtype == "auto":
         dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+    if cfg.model.language_model is not None:
+        loaded = compose_llava(
+            compose_spec(cfg), LoadOptions(chat_template=cfg.model.chat_template, device="cpu", dtype=dtype)
+        )
+        return _finish_loading(loaded, cfg)
     quantization = "4bit" if cfg.lora.quantization == "4bit" and cfg.stage == "stage2" else "none"
     if quantization == "4bit" and device != "cuda":
         raise TrainingError(
@@ -64,7 +70,22 @@ def load_for_training(cfg: TrainConfig, device: str, precision: str) -> LoadedMo
         vision_tower=cfg.model.vision_tower,
         quantization=quantization,
     )
-    loaded = load_model(cfg.model.path, options)
+    return _finish_loading(load_model(cfg.model.path, options), cfg)
+
+
+def compose_spec(cfg: TrainConfig) -> ComposeSpec:
+    """What `model.language_model` / `model.vision_tower` compose (the projector seeded by train.seed)."""
+    if cfg.model.language_model is None:
+        raise TrainingError("model.language_model is not set; nothing to compose")
+    return ComposeSpec(
+        language_model=cfg.model.language_model,
+        vision_tower=cfg.model.vision_tower or DEFAULT_VISION_TOWER,
+        seed=cfg.train.seed,
+    )
+
+
+def _finish_loading(loaded: LoadedModel, cfg: TrainConfig) -> LoadedModel:
+    """Attention kernel, stage-1 projector weights, no KV cache while training."""
     if cfg.model.attn_implementation:
         loaded.model.set_attn_implementation(cfg.model.attn_implementation)
     if cfg.model.projector_weights:
@@ -115,6 +136,7 @@ def attach_lora(model: torch.nn.Module, lora: LoraConfig, *, train_projector: bo
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=target,
+        target_parameters=list(lora.target_parameters) or None,
         bias="none",
         task_type="CAUSAL_LM",
     )

@@ -9,7 +9,12 @@ Both: transformers `Trainer` (so accelerate/DeepSpeed/FSDP launch unchanged), th
 config saved as `OUTPUT/config.yaml`, periodic checkpoints under `OUTPUT/checkpoint-N`,
 `resume=True` continuing from the last one, final weights under `OUTPUT/final/`
 (`projector.safetensors`, and in stage 2 the peft adapter files `adapter_config.json` +
-`adapter_model.safetensors` beside it), metrics in `OUTPUT/metrics.jsonl`.
+`adapter_model.safetensors` beside it; in stage 1 also `final/model/`, the whole model as a
+transformers checkpoint), metrics in `OUTPUT/metrics.jsonl`.
+
+The model is either an existing checkpoint (`model.path`) or composed from a Llama-family
+causal LM and a CLIP tower with a fresh projector (`model.language_model`,
+`model.vision_tower`; see `bimedix2.model.compose`), as the released scripts start.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+TRAINER_STATE_FILE = "trainer_state.json"
 FINAL_DIR = "final"
+MODEL_DIR = "model"  # stage 1: OUTPUT/final/model/, the whole model as a transformers checkpoint
 # Fields that may change between an interrupted run and its resumption (they touch neither data order nor maths).
 _RESUMABLE_CHANGES = {"logging_steps", "save_steps", "save_total_limit", "report_to", "dataloader_num_workers"}
 
@@ -107,6 +114,7 @@ def _run(
         activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
+        tf32=True if t.tf32 and device == "cuda" else None,
         use_cpu=device == "cpu",
         seed=t.seed,
         data_seed=t.seed,
@@ -120,9 +128,11 @@ def _run(
         disable_tqdm=True,  # ProgressAndMetrics draws the bar (loss, lr, tokens/s)
     )
 
-    # 3. Model, frozen as the stage needs (seeded first: LoRA's initial A matrices are random).
+    # 3. Model, frozen as the stage needs (seeded after loading, so LoRA's random initial A matrices
+    #    do not depend on how the model was loaded or composed).
     set_seed(t.seed)
     loaded = load_for_training(cfg, device, precision)
+    set_seed(t.seed)
     if cfg.stage == "stage1":
         freeze_for_stage1(loaded.model)
         model = loaded.model
@@ -150,10 +160,11 @@ def _run(
     )
     samples, report = encode_records(records, encoder, stage=cfg.stage, progress=show_progress)
     dataset = RowDataset.build(samples, packing=cfg.data.packing, max_length=cfg.data.max_length)
+    aspect = loaded.image_aspect_ratio if cfg.data.image_aspect_ratio == "model" else cfg.data.image_aspect_ratio
     collator = TrainCollator(
         pad_token_id=loaded.tokenizer.pad_token_id,
         image_processor=loaded.processor.image_processor if loaded.has_vision else None,
-        image_aspect_ratio=loaded.image_aspect_ratio,
+        image_aspect_ratio=aspect,
         packing=cfg.data.packing,
     )
 
@@ -170,19 +181,45 @@ def _run(
         projector_lr=cfg.train.projector_lr if cfg.stage == "stage2" else None,
         row_lengths=dataset.lengths,
         group_by_length=cfg.data.group_by_length and not cfg.data.packing,
+        row_multimodal=dataset.multimodal,
+        group_by_modality_length=cfg.data.group_by_modality_length,
         token_meter=meter,
         callbacks=[ProgressAndMetrics(out / METRICS_FILE, meter, show_bar=show_progress), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # the bar and metrics.jsonl replace raw dict printing
+    check_launch(trainer.accelerator)
     result = trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
 
     # 6. Final weights: projector and (stage 2) the LoRA adapter, each in its own file. save_model
-    #    gathers sharded (ZeRO-3 / FSDP) weights before BiMediXTrainer._save writes them.
+    #    gathers sharded (ZeRO-3 / FSDP) weights before BiMediXTrainer._save writes them. Stage 1
+    #    also writes the whole model (final/model/), which stage 2 and `ask` load as a checkpoint.
     final = out / FINAL_DIR
     trainer.save_model(str(final))
+    if cfg.stage == "stage1" and cfg.train.save_full_model:
+        trainer.save_full_model(final / MODEL_DIR, loaded.processor, loaded.template.jinja)
     if trainer.args.should_save:
         (final / "NOTICE.txt").write_text(RESEARCH_NOTICE + "\n", encoding="utf-8")
     return TrainResult(out, final, trainer.state.global_step, float(result.training_loss), report, trainable)
+
+
+def check_launch(accelerator: Any) -> None:
+    """Refuse a launch whose sharding accelerate silently dropped.
+
+    accelerate applies an FSDP config only on GPU-class devices: on the CPU the same launch
+    becomes plain multi-process DDP (every process holding the whole model), which is not what
+    the config asked for.
+    """
+    import os
+
+    from accelerate.utils import DistributedType
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and (
+        accelerator.distributed_type != DistributedType.FSDP
+    ):
+        raise TrainingError(
+            f"an FSDP launch runs as {accelerator.distributed_type.value} here: accelerate applies FSDP only on "
+            "GPUs (on the CPU it falls back to DDP). Launch with a GPU per process, or use a DDP/DeepSpeed config."
+        )
 
 
 def _check_output_dir(out: Path, cfg: TrainConfig, resume: bool) -> Path | None:
@@ -197,8 +234,11 @@ def _check_output_dir(out: Path, cfg: TrainConfig, resume: bool) -> Path | None:
                 "or set train.output_dir to a new directory"
             )
         return None
-    if not checkpoints:
-        raise TrainingError(f"--resume: no checkpoint-* directory in {out} to resume from")
+    complete = [c for c in checkpoints if (c / TRAINER_STATE_FILE).is_file()]  # written last by the Trainer
+    if not complete:
+        raise TrainingError(f"--resume: no complete checkpoint-* directory in {out} to resume from")
+    for torn in checkpoints[checkpoints.index(complete[-1]) + 1 :]:
+        log.warning("--resume: %s is incomplete (interrupted while saving); resuming from %s", torn, complete[-1])
     saved = out / CONFIG_FILE
     if saved.is_file():
         import yaml
@@ -215,7 +255,7 @@ def _check_output_dir(out: Path, cfg: TrainConfig, resume: bool) -> Path | None:
                     f"--resume: the {section!r} section differs from {saved}; resuming with other settings would "
                     "not continue the same run (start a new output_dir instead)"
                 )
-    return checkpoints[-1]
+    return complete[-1]
 
 
 def _write_data_report(out: Path, report: EncodeReport, rows: int) -> None:

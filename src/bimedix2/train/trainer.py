@@ -2,7 +2,8 @@
 
 Changes to the stock Trainer, each small:
 - the projector gets its own learning rate (a separate optimizer parameter group);
-- length-grouped sampling uses the lengths computed at tokenization (no pass over the data);
+- length-grouped sampling uses the lengths computed at tokenization (no pass over the data),
+  and LLaVA's modality-length grouping (`sampling.py`) is one config flag away;
 - checkpoints hold only what is trained: the projector (`projector.safetensors`) and, in
   stage 2, the LoRA adapter; resuming loads them back (optimizer, scheduler, RNG and data
   position are restored by the Trainer itself);
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,21 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from ..fileio import atomic_write_text, scan_jsonl
+from ..fileio import atomic_directory, atomic_write_text, scan_jsonl
 from .data import NUM_TOKENS_KEY
 from .modeling import PROJECTOR_FILE, PROJECTOR_NAME, load_projector, save_projector
+from .sampling import ModalityLengthGroupedSampler
 
 
 class TokenMeter:
-    """Real tokens processed, shared by the trainer (counts) and callbacks (rates)."""
+    """Real tokens processed, shared by the trainer (counts) and callbacks (rates).
+
+    `local` counts this process's tokens; `total` is the sum over all processes as of the last
+    log step (the trainer sums it there, a collective every process reaches at the same step).
+    """
 
     def __init__(self) -> None:
+        self.local = 0
         self.total = 0
 
 
@@ -64,6 +72,8 @@ class BiMediXTrainer(Trainer):
         projector_lr: float | None = None,
         row_lengths: list[int] | None = None,
         group_by_length: bool = False,
+        row_multimodal: list[bool] | None = None,
+        group_by_modality_length: bool = False,
         token_meter: TokenMeter | None = None,
         **kwargs: Any,
     ):
@@ -71,6 +81,8 @@ class BiMediXTrainer(Trainer):
         self.projector_lr = projector_lr
         self.row_lengths = row_lengths
         self.group_rows_by_length = group_by_length
+        self.row_multimodal = row_multimodal
+        self.group_rows_by_modality = group_by_modality_length
         self.token_meter = token_meter or TokenMeter()
 
     # --------------------------------------------------------------------------- optimizer
@@ -97,8 +109,17 @@ class BiMediXTrainer(Trainer):
 
     # ----------------------------------------------------------------------------- sampling
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        if self.group_rows_by_modality and self.row_lengths is not None and self.row_multimodal is not None:
+            # as LLaVA: one mega-batch = one optimizer step over all processes
+            return ModalityLengthGroupedSampler(
+                self.row_lengths,
+                self.row_multimodal,
+                batch_size=self.args.per_device_train_batch_size,
+                world_size=self.args.world_size * self.args.gradient_accumulation_steps,
+                seed=seed,
+            )
         if self.group_rows_by_length and self.row_lengths is not None:
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return EpochSeededLengthGroupedSampler(
                 self.args.train_batch_size * self.args.gradient_accumulation_steps, self.row_lengths, seed
             )
@@ -110,8 +131,15 @@ class BiMediXTrainer(Trainer):
         if "position_ids" in inputs and "attention_mask" not in inputs:
             inputs["use_cache"] = False  # with a cache, transformers skips the packed (block-diagonal) mask
         if real is not None and model.training:
-            self.token_meter.total += int(real)
+            self.token_meter.local += int(real)
         return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Sum the real-token count over processes before the callbacks see this log step."""
+        if "loss" in logs:
+            local = torch.tensor([self.token_meter.local], device=self.args.device, dtype=torch.long)
+            self.token_meter.total = int(self.accelerator.reduce(local, reduction="sum").item())
+        super().log(logs, start_time)
 
     # -------------------------------------------------------------------------- checkpoints
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -125,6 +153,31 @@ class BiMediXTrainer(Trainer):
             save_projector(unwrapped, Path(output_dir), state_dict)
             if not is_peft:
                 torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def save_full_model(self, directory: Path, processor: Any, chat_template: str) -> Path | None:
+        """Write the whole (non-PEFT) model as a transformers checkpoint with its processor.
+
+        Every process calls it: under ZeRO-3 / FSDP the state dict is gathered from the shards.
+        The main process writes (atomically); the others return None.
+        """
+        state = self.accelerator.get_state_dict(self.model)
+        if not self.args.should_save:
+            return None
+        unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        if hasattr(unwrapped, "peft_config"):
+            raise ValueError("save_full_model writes plain models; merge a LoRA run with `bimedix2 merge`")
+        if directory.exists():
+            shutil.rmtree(directory)  # a previous attempt of this run's final save
+        with atomic_directory(directory) as tmp:
+            unwrapped.config.use_cache = True
+            try:
+                unwrapped.save_pretrained(tmp, state_dict=state)
+            finally:
+                unwrapped.config.use_cache = False
+            processor.chat_template = chat_template
+            processor.tokenizer.chat_template = chat_template
+            processor.save_pretrained(tmp)
+        return directory
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         model = self.model if model is None else model
