@@ -59,8 +59,15 @@ def save_random_llama(out_dir: Path) -> Path:
 
     torch.manual_seed(0)
     tokenizer = build_tiny_tokenizer(with_image_token=False)
-    config = tiny_llama_config(len(tokenizer), hidden=2048, layers=16, num_attention_heads=32,
-                               num_key_value_heads=8, intermediate_size=8192, max_position_embeddings=4096)
+    config = tiny_llama_config(
+        len(tokenizer),
+        hidden=2048,
+        layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        max_position_embeddings=4096,
+    )
     LlamaForCausalLM(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -83,8 +90,12 @@ def run_phase(base: str, prompts: list[str], clients: int, max_tokens: int) -> t
             except queue.Empty:
                 return
             try:
-                r = c.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": prompts[i]}],
-                                              temperature=0, max_tokens=max_tokens)
+                r = c.chat.completions.create(
+                    model=MODEL_ID,
+                    messages=[{"role": "user", "content": prompts[i]}],
+                    temperature=0,
+                    max_tokens=max_tokens,
+                )
                 answers[i], tokens[i] = r.choices[0].message.content or "", r.usage.completion_tokens
             except BaseException as exc:  # reported after the phase
                 errors.append(exc)
@@ -104,9 +115,12 @@ def run_phase(base: str, prompts: list[str], clients: int, max_tokens: int) -> t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None,
-                        help="checkpoint; 'tiny' (tiny random LLaVA), 'random-1b' (random 0.9B Llama, for GPUs "
-                             "without weights); default: the embedded SmolLM2-135M-Instruct")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint; 'tiny' (tiny random LLaVA), 'random-1b' (random 0.9B Llama, for GPUs "
+        "without weights); default: the embedded SmolLM2-135M-Instruct",
+    )
     parser.add_argument("--requests", type=int, default=16, help="requests per phase (default 16)")
     parser.add_argument("--max-tokens", type=int, default=48, help="max_tokens per request (default 48)")
     parser.add_argument("--concurrency", default="1,4,8", help="client counts to measure (default 1,4,8)")
@@ -130,11 +144,19 @@ def main() -> int:
     engine = Engine(loaded)
     prompts = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.requests)]
     levels = [int(x) for x in args.concurrency.split(",")]
-    config = ServeConfig(model_id=MODEL_ID, max_batch_size=args.max_batch_size, max_queue=max(64, args.requests),
-                         request_timeout_s=3600, batch_window_s=0.02)
+    config = ServeConfig(
+        model_id=MODEL_ID,
+        max_batch_size=args.max_batch_size,
+        max_queue=max(64, args.requests),
+        request_timeout_s=3600,
+        batch_window_s=0.02,
+    )
     app = create_app(engine, config)
-    print(f"model: {loaded.info.name} ({loaded.info.parameters:,} parameters, {loaded.info.device}, "
-          f"{loaded.info.dtype}); {args.requests} requests x max_tokens {args.max_tokens}, greedy", file=sys.stderr)
+    print(
+        f"model: {loaded.info.name} ({loaded.info.parameters:,} parameters, {loaded.info.device}, "
+        f"{loaded.info.dtype}); {args.requests} requests x max_tokens {args.max_tokens}, greedy",
+        file=sys.stderr,
+    )
     phases = [("sequential", 1)] + [(f"{c}_clients", c) for c in levels]
     totals = {name: {"clients": c, "seconds": 0.0, "tokens": 0, "answers_identical": 0} for name, c in phases}
     reference: list[str] | None = None
@@ -150,28 +172,45 @@ def main() -> int:
                 row["seconds"] += seconds
                 row["tokens"] += tokens
                 row["answers_identical"] += sum(a == b for a, b in zip(answers, reference, strict=True))
-                print(f"round {round_no}, {name}: {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s",
-                      file=sys.stderr)
+                print(
+                    f"round {round_no}, {name}: {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s",
+                    file=sys.stderr,
+                )
         stats = app.state.batcher.stats
     for row in totals.values():
         row["tokens_per_s"] = row["tokens"] / row["seconds"]
     base_rate = totals["sequential"]["tokens_per_s"]
-    print(f"\n{args.requests} requests x max_tokens {args.max_tokens} (greedy), {args.rounds} interleaved round(s); "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"\n{args.requests} requests x max_tokens {args.max_tokens} (greedy), {args.rounds} interleaved round(s); "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print("clients      tokens  seconds  tokens/s  ratio vs sequential  answers identical")
     for name, clients in phases:
         row = totals[name]
         row["ratio"] = row["tokens_per_s"] / base_rate
         label = "seq" if name == "sequential" else str(clients)
-        print(f"{label:>7}  {row['tokens']:>10}  {row['seconds']:7.1f}  {row['tokens_per_s']:8.1f}  "
-              f"{row['ratio']:18.2f}x  {row['answers_identical']}/{args.requests * args.rounds}")
+        print(
+            f"{label:>7}  {row['tokens']:>10}  {row['seconds']:7.1f}  {row['tokens_per_s']:8.1f}  "
+            f"{row['ratio']:18.2f}x  {row['answers_identical']}/{args.requests * args.rounds}"
+        )
     top = totals[f"{max(levels)}_clients"]["ratio"]
-    print(f"\nbatches run: {stats.batches}, largest batch: {stats.largest_batch}; "
-          f"target >= 4x at {max(levels)} clients: {'met' if top >= 4 else 'NOT met'} ({top:.2f}x)")
+    print(
+        f"\nbatches run: {stats.batches}, largest batch: {stats.largest_batch}; "
+        f"target >= 4x at {max(levels)} clients: {'met' if top >= 4 else 'NOT met'} ({top:.2f}x)"
+    )
     results = totals
     if args.json:
-        args.json.write_text(json.dumps({"model": loaded.info.name, "requests": args.requests,
-                                         "max_tokens": args.max_tokens, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": loaded.info.name,
+                    "requests": args.requests,
+                    "max_tokens": args.max_tokens,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -164,9 +164,7 @@ def _open_pil(ref: ImageRef, data: bytes, label: str, limits: ImageLimits) -> Lo
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
             if fmt not in SUPPORTED_FORMATS:
-                raise ImageError(
-                    f"{label}: unsupported image type {fmt}; supported: {', '.join(SUPPORTED_FORMATS)}"
-                )
+                raise ImageError(f"{label}: unsupported image type {fmt}; supported: {', '.join(SUPPORTED_FORMATS)}")
             width, height = img.size
             if width * height > limits.max_pixels:
                 raise ImageError(f"{label}: {width}x{height} pixels exceeds the limit of {limits.max_pixels} pixels")

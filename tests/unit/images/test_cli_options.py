@@ -19,10 +19,14 @@ def test_options_parse(command: str) -> None:
     assert (args.window, args.frame) == ("-600,1500", None)
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("--window", "lungs", "unknown window 'lungs'"), ("--frame", "-1", "frame must be 0 or more"),
-    ("--frame", "two", "frame must be a whole number"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--window", "lungs", "unknown window 'lungs'"),
+        ("--frame", "-1", "frame must be 0 or more"),
+        ("--frame", "two", "frame must be a whole number"),
+    ],
+)
 def test_bad_options_are_argparse_errors(option: str, value: str, message: str, capsys) -> None:  # noqa: ANN001
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["ask", option, value, "q"])

@@ -19,8 +19,15 @@ FILES = ["CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm", "rtplan.dcm", "
 def _phi(ds: pydicom.Dataset) -> list[str]:
     """Identifying strings present in a file: names, IDs, dates, institution."""
     values = []
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "StudyDate",
-                    "ReferringPhysicianName", "AccessionNumber", "OperatorsName"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "StudyDate",
+        "ReferringPhysicianName",
+        "AccessionNumber",
+        "OperatorsName",
+    ):
         value = str(ds.get(keyword, "") or "").strip()
         if len(value) >= 3:
             values.append(value)

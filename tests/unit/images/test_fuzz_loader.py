@@ -23,8 +23,13 @@ from bimedix2.images import ImageLimits, open_image
 from bimedix2.types import ImageRef
 
 LIMITS = ImageLimits(max_pixels=4_000_000, max_bytes=1 << 20)  # small caps keep each example fast
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _seed_files() -> dict[str, bytes]:

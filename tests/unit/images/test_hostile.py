@@ -61,8 +61,14 @@ def test_truncated_files(fmt: str) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"hello, this is text\n" * 10, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", b"\x7fELF\x02\x01\x01" + b"\0" * 64,
-     b"PK\x03\x04" + b"\0" * 40, b"\x89PNG\r\n\x1a\n" + b"\xff" * 50, b"<svg xmlns='http://www.w3.org/2000/svg'/>"],
+    [
+        b"hello, this is text\n" * 10,
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
+        b"\x7fELF\x02\x01\x01" + b"\0" * 64,
+        b"PK\x03\x04" + b"\0" * 40,
+        b"\x89PNG\r\n\x1a\n" + b"\xff" * 50,
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+    ],
     ids=["text", "pdf", "elf", "zip", "png-signature-garbage", "svg"],
 )
 def test_non_image_bytes(data: bytes) -> None:
@@ -186,8 +192,10 @@ def test_very_large_images_are_downscaled_for_processing() -> None:
     assert loaded.notes == ("wide.png: downscaled from 5000x400 to 4096x328 (longest side limit 4096)",)
 
 
-@pytest.mark.parametrize(("orientation", "size", "corner"), [(3, (40, 10), (0, 0, 255)), (6, (10, 40), None),
-                                                            (8, (10, 40), None), (1, (40, 10), (255, 0, 0))])
+@pytest.mark.parametrize(
+    ("orientation", "size", "corner"),
+    [(3, (40, 10), (0, 0, 255)), (6, (10, 40), None), (8, (10, 40), None), (1, (40, 10), (255, 0, 0))],
+)
 def test_exif_rotations(orientation: int, size: tuple[int, int], corner: tuple[int, int, int] | None) -> None:
     img = Image.new("RGB", (40, 10), (255, 0, 0))
     img.paste((0, 0, 255), (30, 0, 40, 10))  # right end blue
