@@ -34,3 +34,16 @@ def test_ruff_format_is_clean() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_no_import_cycles() -> None:
+    """No module imports, directly or through others, a module that imports it (type-only imports aside)."""
+    grimp = pytest.importorskip("grimp")  # installed with import-linter
+    graph = grimp.build_graph("bimedix2", exclude_type_checking_imports=True)
+    cycles = sorted(
+        (module, imported)
+        for module in graph.modules
+        for imported in graph.find_modules_directly_imported_by(module)
+        if graph.find_shortest_chain(importer=imported, imported=module)
+    )
+    assert cycles == []
