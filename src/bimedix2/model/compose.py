@@ -111,17 +111,18 @@ def compose_llava(spec: ComposeSpec, options: LoadOptions | None = None) -> Load
 
 def add_llava_tokens(tokenizer: PreTrainedTokenizerBase, llm: PreTrainedModel) -> int:
     """Add `<pad>` (when missing) and `<image>`, grow the embeddings with mean rows; the `<image>` id."""
-    before = llm.get_input_embeddings().weight.shape[0]
+    embeddings = llm.get_input_embeddings().weight
+    before = getattr(embeddings, "ds_shape", embeddings.shape)[0]  # ZeRO-3 partitioned: shape is empty
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if len(tokenizer) > before:
         llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        for weight in {
-            id(w): w for w in (llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
-        }.values():
-            with torch.no_grad():
+        pair = (llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
+        weights = list({id(w): w for w in pair}.values())  # one matrix when tied
+        with gathered(weights), torch.no_grad():
+            for weight in weights:
                 weight[before:] = weight[:before].float().mean(dim=0, keepdim=True).to(weight.dtype)
     llm.config.pad_token_id = tokenizer.pad_token_id
     return int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
@@ -142,7 +143,12 @@ def assemble(
         tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)),
     )
     config.image_aspect_ratio = spec.image_aspect_ratio
-    with torch.device("meta"):  # an empty shell: the real parts are put in below, nothing is allocated twice
+    # An empty shell: the real parts are put in below, nothing is allocated twice. Under ZeRO-3 the parts
+    # were partitioned as they loaded; the shell must not be (set_zero3_state: no second zero.Init).
+    from transformers.initialization import no_init_weights
+    from transformers.modeling_utils import set_zero3_state
+
+    with torch.device("meta"), no_init_weights(), set_zero3_state():
         model = LlavaForConditionalGeneration(config)
     model.model.language_model = llm.model
     model.lm_head = llm.get_output_embeddings()
@@ -153,6 +159,17 @@ def assemble(
         raise ModelLoadError(f"composing the LLaVA model left {len(left)} tensors unset (first: {left[0]})")
     model.config.dtype = dtype
     return model
+
+
+def gathered(params: list[torch.nn.Parameter]) -> Any:
+    """A context in which ZeRO-3-partitioned `params` are whole and writable (a no-op otherwise)."""
+    import contextlib
+
+    if not any(hasattr(p, "ds_id") for p in params):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
 
 
 def fresh_projector(config: LlavaConfig, seed: int) -> torch.nn.Module:
@@ -208,6 +225,7 @@ __all__ = [
     "add_llava_tokens",
     "compose_llava",
     "fresh_projector",
+    "gathered",
     "save_composed",
     "save_tiny_vision_tower",
 ]

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import TrainingError
-from ..model.compose import DEFAULT_VISION_TOWER, ComposeSpec, compose_llava
+from ..model.compose import DEFAULT_VISION_TOWER, ComposeSpec, compose_llava, gathered
 from ..model.loader import LoadedModel, LoadOptions, load_model
 from .config import LoraConfig, TrainConfig
 
@@ -203,17 +203,22 @@ def load_projector(model: torch.nn.Module, path: Path) -> None:
     if projector is None:
         raise TrainingError(f"{path}: projector weights given but the model has no projector (text only)")
     state = load_file(str(path))
-    reference = next(projector.parameters())
-    try:
-        projector.load_state_dict({k: v.to(reference.dtype) for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        raise TrainingError(f"{path}: projector weights do not fit this model ({exc})") from None
+    params = list(projector.parameters())
+    with gathered(params):  # whole under ZeRO-3, which partitioned them at load
+        try:
+            projector.load_state_dict({k: v.to(params[0].dtype) for k, v in state.items()}, strict=True)
+        except RuntimeError as exc:
+            raise TrainingError(f"{path}: projector weights do not fit this model ({exc})") from None
 
 
 def trainable_summary(model: torch.nn.Module) -> str:
     """'N trainable of M parameters (x%)'."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def count(p: torch.nn.Parameter) -> int:
+        return int(getattr(p, "ds_numel", p.numel()))  # ZeRO-3 partitioned parameters keep their size in ds_numel
+
+    total = sum(count(p) for p in model.parameters())
+    trainable = sum(count(p) for p in model.parameters() if p.requires_grad)
     return f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.3f}%)"
 
 

@@ -160,7 +160,7 @@ class BiMediXTrainer(Trainer):
         Every process calls it: under ZeRO-3 / FSDP the state dict is gathered from the shards.
         The main process writes (atomically); the others return None.
         """
-        state = self.accelerator.get_state_dict(self.model)
+        state = self.accelerator.get_state_dict(self.model_wrapped if self.is_deepspeed_enabled else self.model)
         if not self.args.should_save:
             return None
         unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
