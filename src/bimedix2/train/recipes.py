@@ -88,7 +88,7 @@ def _run(
     callbacks: Sequence[Any] = (),
     show_progress: bool = True,
 ) -> TrainResult:
-    from transformers import PrinterCallback, TrainingArguments, set_seed
+    from transformers import PrinterCallback
 
     out = Path(cfg.train.output_dir)
     last_checkpoint = _check_output_dir(out, cfg, resume)
@@ -98,9 +98,51 @@ def _run(
     precision = resolve_precision(cfg.train.precision, device)
 
     # 2. Trainer arguments come first: under DeepSpeed ZeRO-3 they must exist before the model loads.
+    args = training_arguments(cfg, device, precision)
+
+    # 3. Model (loaded, or composed from its parts), frozen / adapted as the stage needs.
+    loaded, model = prepare_model(cfg, device, precision)
+    trainable = trainable_summary(model)
+    log.info("%s", trainable)
+
+    # 4. Data: records -> token ids + labels (token-span masking) -> rows (packed or not) -> batches.
+    dataset, collator, report = prepare_data(cfg, loaded, show_progress=show_progress)
+
+    # 5. Save the resolved config beside the outputs, then train.
+    save_config(cfg, out / CONFIG_FILE)
+    _write_data_report(out, report, len(dataset))
+    meter = TokenMeter()
+    trainer = BiMediXTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=loaded.tokenizer,
+        projector_lr=cfg.train.projector_lr if cfg.stage == "stage2" else None,
+        row_lengths=dataset.lengths,
+        group_by_length=cfg.data.group_by_length and not cfg.data.packing,
+        row_multimodal=dataset.multimodal,
+        group_by_modality_length=cfg.data.group_by_modality_length,
+        token_meter=meter,
+        callbacks=[ProgressAndMetrics(out / METRICS_FILE, meter, show_bar=show_progress), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # the bar and metrics.jsonl replace raw dict printing
+    check_launch(trainer.accelerator)
+    result = trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
+
+    # 6. Final weights: projector and (stage 2) the LoRA adapter, each in its own file; stage 1 also
+    #    the whole model (final/model/), which stage 2 and `ask` load as a checkpoint.
+    final = save_final(trainer, cfg, loaded, out / FINAL_DIR)
+    return TrainResult(out, final, trainer.state.global_step, float(result.training_loss), report, trainable)
+
+
+def training_arguments(cfg: TrainConfig, device: str, precision: str) -> Any:
+    """transformers `TrainingArguments` for the config's `train` section."""
+    from transformers import TrainingArguments
+
     t = cfg.train
-    args = TrainingArguments(
-        output_dir=str(out),
+    return TrainingArguments(
+        output_dir=t.output_dir,
         per_device_train_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.lr,
@@ -128,24 +170,33 @@ def _run(
         disable_tqdm=True,  # ProgressAndMetrics draws the bar (loss, lr, tokens/s)
     )
 
-    # 3. Model, frozen as the stage needs (seeded after loading, so LoRA's random initial A matrices
-    #    do not depend on how the model was loaded or composed).
-    set_seed(t.seed)
+
+def prepare_model(cfg: TrainConfig, device: str, precision: str) -> tuple[Any, Any]:
+    """(the loaded model, the module to train): projector only (stage 1) or LoRA + projector (stage 2).
+
+    Seeded before and after loading, so LoRA's random initial A matrices do not depend on how the
+    model was loaded or composed.
+    """
+    from transformers import set_seed
+
+    set_seed(cfg.train.seed)
     loaded = load_for_training(cfg, device, precision)
-    set_seed(t.seed)
+    set_seed(cfg.train.seed)
     if cfg.stage == "stage1":
         freeze_for_stage1(loaded.model)
         model = loaded.model
     else:
-        model = attach_lora(
-            loaded.model, cfg.lora, train_projector=loaded.has_vision, quantized=cfg.lora.quantization == "4bit"
-        )
+        quantized = cfg.lora.quantization == "4bit"
+        model = attach_lora(loaded.model, cfg.lora, train_projector=loaded.has_vision, quantized=quantized)
     if precision != "fp32":
         cast_trainable_to_fp32(model)
-    trainable = trainable_summary(model)
-    log.info("%s", trainable)
+    return loaded, model
 
-    # 4. Data: records -> token ids + labels (token-span masking) -> rows (packed or not).
+
+def prepare_data(
+    cfg: TrainConfig, loaded: Any, *, show_progress: bool
+) -> tuple[RowDataset, TrainCollator, EncodeReport]:
+    """Records read and checked, encoded with token-span masking, arranged in rows; the collator."""
     records = read_records(cfg.data.train, image_root=cfg.data.image_root, limit=cfg.data.limit)
     encoder = ConversationEncoder(
         loaded.tokenizer,
@@ -167,39 +218,17 @@ def _run(
         image_aspect_ratio=aspect,
         packing=cfg.data.packing,
     )
+    return dataset, collator, report
 
-    # 5. Save the resolved config beside the outputs, then train.
-    save_config(cfg, out / CONFIG_FILE)
-    _write_data_report(out, report, len(dataset))
-    meter = TokenMeter()
-    trainer = BiMediXTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=collator,
-        processing_class=loaded.tokenizer,
-        projector_lr=cfg.train.projector_lr if cfg.stage == "stage2" else None,
-        row_lengths=dataset.lengths,
-        group_by_length=cfg.data.group_by_length and not cfg.data.packing,
-        row_multimodal=dataset.multimodal,
-        group_by_modality_length=cfg.data.group_by_modality_length,
-        token_meter=meter,
-        callbacks=[ProgressAndMetrics(out / METRICS_FILE, meter, show_bar=show_progress), *callbacks],
-    )
-    trainer.remove_callback(PrinterCallback)  # the bar and metrics.jsonl replace raw dict printing
-    check_launch(trainer.accelerator)
-    result = trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
 
-    # 6. Final weights: projector and (stage 2) the LoRA adapter, each in its own file. save_model
-    #    gathers sharded (ZeRO-3 / FSDP) weights before BiMediXTrainer._save writes them. Stage 1
-    #    also writes the whole model (final/model/), which stage 2 and `ask` load as a checkpoint.
-    final = out / FINAL_DIR
-    trainer.save_model(str(final))
+def save_final(trainer: BiMediXTrainer, cfg: TrainConfig, loaded: Any, final: Path) -> Path:
+    """The trained weights under `final/` (every process calls it: sharded weights are gathered)."""
+    trainer.save_model(str(final))  # BiMediXTrainer._save: projector.safetensors (+ the adapter in stage 2)
     if cfg.stage == "stage1" and cfg.train.save_full_model:
         trainer.save_full_model(final / MODEL_DIR, loaded.processor, loaded.template.jinja)
     if trainer.args.should_save:
         (final / "NOTICE.txt").write_text(RESEARCH_NOTICE + "\n", encoding="utf-8")
-    return TrainResult(out, final, trainer.state.global_step, float(result.training_loss), report, trainable)
+    return final
 
 
 def check_launch(accelerator: Any) -> None:
