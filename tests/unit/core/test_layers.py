@@ -39,6 +39,7 @@ def test_ruff_format_is_clean() -> None:
 def test_no_import_cycles() -> None:
     """No module imports, directly or through others, a module that imports it (type-only imports aside)."""
     import grimp  # installed with import-linter (dev extra)
+
     graph = grimp.build_graph("bimedix2", exclude_type_checking_imports=True)
     cycles = sorted(
         (module, imported)
