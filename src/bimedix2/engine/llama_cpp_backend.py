@@ -25,6 +25,8 @@ from .backend import PreparedBatch, Sampling, StepFn, register_backend, template
 if TYPE_CHECKING:
     from ..model.base import LoadedModel
 
+RELEASED_TOP_K = 50  # transformers' default, which the released generate() call left in place
+
 
 @dataclass(frozen=True)
 class PromptRow:
@@ -160,7 +162,7 @@ class LlamaCppBackend:
                 "sequence(s); lower the batch size or raise --parallel"
             )
         lib = self.lib
-        lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
+        lib.llama_memory_clear(lib.llama_get_memory(self.ctx), False)  # positions only: no memset of the KV
         samplers = [self._sampler(sampling) for _ in rows]
         try:
             positions, newest = [], []
@@ -233,7 +235,7 @@ class LlamaCppBackend:
             raise RuntimeError(with_errors(f"llama_decode failed ({status}) {what}"))
 
     def _sampler(self, sampling: Sampling) -> Any:
-        """A sampler chain: the image placeholder banned, then greedy or temperature -> top-p -> seeded draw."""
+        """Sampler chain: the image placeholder banned, then greedy, or temperature -> top-k -> top-p -> seeded draw."""
         lib = self.lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         banned = self.loaded.image_token_id
@@ -244,6 +246,8 @@ class LlamaCppBackend:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
             return chain
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(sampling.temperature))
+        # top-k 50 then top-p, the order and k transformers sampled with in the released code
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(RELEASED_TOP_K))
         if sampling.top_p < 1.0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(sampling.top_p, 1))
         seed = lib.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed & 0xFFFFFFFF
