@@ -40,8 +40,9 @@ class LlamaCppOptions:
     parallel: int = 1  # sequences generated together (serve: its --max-batch-size)
     threads: int = 0  # 0: every core (os.cpu_count())
     batch: int = 512  # prompt tokens per llama_decode call
-    # llama.cpp's extra weight buffers (CPU repacking / AMX). Off by default: the AMX path crashed on
-    # the machine this was built on; `BIMEDIX2_LLAMA_CPP_EXTRA_BUFFERS=1` turns them on.
+    # llama.cpp's extra weight buffers (CPU repacking / AMX). Off by default: the AMX path crashes on
+    # AMX CPUs we measured, and repacking made prompts slower on the AMD CPU benchmarked (docs/cpu.md);
+    # `BIMEDIX2_LLAMA_CPP_EXTRA_BUFFERS=1` turns them on.
     extra_buffers: bool = field(default_factory=lambda: os.environ.get("BIMEDIX2_LLAMA_CPP_EXTRA_BUFFERS") == "1")
     verbose: bool = False  # print llama.cpp's own log
 
