@@ -69,6 +69,9 @@ class LlamaCppBackend:
         params.n_ubatch = min(self.n_batch, 512)
         params.n_seq_max = self.parallel
         params.kv_unified = False  # a KV stream per sequence: rows share no prefix
+        # llama.cpp's default ("auto") turns flash attention on for the CPU, where this build gives wrong
+        # tokens with quantized weights (SmolLM2 Q8_0 answers in French); off, as llama-cpp-python's Llama
+        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.n_threads = params.n_threads_batch = options.n_threads()
         params.no_perf = True
         clear_errors()

@@ -23,7 +23,7 @@ from bimedix2.engine import Engine
 from bimedix2.images import load_image, pad_to_square
 from bimedix2.model.llama_cpp import LlamaCppOptions, load_llama_cpp
 from bimedix2.model.llama_cpp_images import ImageChunks
-from bimedix2.types import ImageRef, Message
+from bimedix2.types import GenParams, ImageRef, Message
 
 from .helpers import GREEDY, greedy_ids, prompt_ids
 
@@ -154,3 +154,47 @@ def test_quantized_exports_load_and_answer(llava_export, image_files, quant: str
     for conv in (_conversations(image_files)["text-ar"], _conversations(image_files)["image-en"]):
         reply = engine.generate(conv, GREEDY)
         assert reply.completion_tokens > 0 and reply.finish_reason in ("stop", "length")
+
+
+@pytest.fixture(scope="session")
+def smol_q8(smol_f16, lc_root: Path) -> Any:  # noqa: ANN001
+    from bimedix2.export import export_gguf
+    from bimedix2.model.loader import embedded_default_dir
+
+    return export_gguf(embedded_default_dir(), lc_root / "smol-Q8_0", "Q8_0")
+
+
+def _raw_greedy(model: Path, ids: list[int], steps: int) -> list[int]:
+    """Plain llama-cpp-python (`Llama.generate`, greedy) on the same ids, without extra buffers."""
+    import llama_cpp
+
+    original = llama_cpp.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    llama_cpp.llama_cpp.llama_model_default_params = without_extra_buffers
+    try:
+        llm = llama_cpp.Llama(str(model), n_ctx=512, verbose=False)
+    finally:
+        llama_cpp.llama_cpp.llama_model_default_params = original
+    out: list[int] = []
+    for token in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+        out.append(int(token))
+        if len(out) == steps:
+            break
+    llm.close()
+    return out
+
+
+def test_q8_0_greedy_tokens_are_raw_llama_cpp_pythons(smol_q8) -> None:  # noqa: ANN001
+    """The engine's llama.cpp settings give llama.cpp's own answer (flash attention on got French here)."""
+    engine = Engine(load_llama_cpp(smol_q8.model_gguf), backend="llama-cpp")
+    conv = [Message("user", "What is the capital of France?")]
+    ids = prompt_ids(engine, conv)
+    ours = greedy_ids(engine, conv, GenParams(max_new_tokens=16, temperature=0.0))
+    stop = ours[-1] in engine.stop_token_ids
+    assert ours[: len(ours) - stop] == _raw_greedy(smol_q8.model_gguf, ids, 16)[: len(ours) - stop]
+    assert "Paris" in engine.generate(conv, GREEDY).text
