@@ -14,6 +14,7 @@ count (as libmtmd tokenizes an image) differs from the toolkit's (image_size / p
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ from ..conversation import BIMEDIX2_LLAMA3, BUILTIN_TEMPLATES, IMAGE_PLACEHOLDER
 from ..errors import ModelLoadError
 from ..types import ModelInfo
 from .base import LoadedModel
-from .llama_cpp_lib import clear_errors, import_llama_cpp, with_errors
+from .llama_cpp_lib import clear_errors, import_llama_cpp, mtmd_orders_cls_first, with_errors
 from .llama_cpp_vocab import LlamaCppTokenizer
+
+log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 NO_IMAGE_TOKEN = -1  # image positions in `input_ids` when the vocabulary has no `<image>` entry
@@ -61,6 +64,7 @@ class MmprojFacts:
     projector_width: int | None
     image_size: int | None
     patch_size: int | None
+    has_class_embedding: bool = False  # a CLIP tower's CLS token (v.class_embd)
 
     @property
     def tokens_per_image(self) -> int | None:
@@ -158,6 +162,7 @@ def read_mmproj(path: Path) -> MmprojFacts:
         projector_width=width,
         image_size=value("clip.vision.image_size"),
         patch_size=value("clip.vision.patch_size"),
+        has_class_embedding=any(t.name == "v.class_embd" for t in reader.tensors),
     )
 
 
@@ -335,6 +340,14 @@ def attach_mmproj(handle: LlamaCppHandle, path: Path, options: LlamaCppOptions) 
         raise ModelLoadError(
             f"--mmproj {path.name}: libmtmd makes {reported} tokens of a {facts.image_size} px image, the toolkit "
             f"expects {expected} ((image_size / patch_size)^2); this projector type is not a LLaVA mlp projector"
+        )
+    if facts.has_class_embedding and not mtmd_orders_cls_first(handle.lib):
+        log.warning(
+            "--mmproj %s: this llama-cpp-python (%s) has llama.cpp#25814: libmtmd puts CLIP's CLS token after the "
+            "patches, so every image token is one position off and answers about images differ from the "
+            "transformers engine's. scripts/build-llama-cpp.sh builds 0.3.36 with the fix.",
+            path.name,
+            getattr(handle.lib, "__version__", "unknown version"),
         )
     return facts
 

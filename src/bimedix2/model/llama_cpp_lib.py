@@ -30,6 +30,16 @@ _errors: collections.deque[str] = collections.deque(maxlen=8)
 _init_lock = threading.Lock()
 
 
+CLS_FIRST_BUILD = "mtmd25844"  # the local version label scripts/build-llama-cpp.sh gives its build
+
+
+def mtmd_orders_cls_first(lib: ModuleType) -> bool:
+    """Whether this llama-cpp-python is the build with llama.cpp#25814 fixed (CLS first in libmtmd's
+    LLaVA graph): 0.3.36 as patched by scripts/build-llama-cpp.sh, marked by its version's local label."""
+    local = str(getattr(lib, "__version__", "")).partition("+")[2]
+    return CLS_FIRST_BUILD in local.split(".")
+
+
 def llama_cpp_available() -> bool:
     """Whether llama-cpp-python can be imported here (without importing it)."""
     return importlib.util.find_spec("llama_cpp") is not None
