@@ -2,7 +2,8 @@
 
 `Engine` is the one user-facing class; it runs on a `GenerationBackend` chosen by name from
 `BACKENDS` (built in: "transformers", "llama-cpp"). Adding a backend is one module with a class taking a
-`LoadedModel` and one `@register_backend("name")` line.
+`LoadedModel` and one `@register_backend("name")` line; a backend that also has `steps` (a
+`ResumableBackend`) streams a single reply on the reading thread.
 """
 
 from .backend import (
@@ -10,8 +11,11 @@ from .backend import (
     BackendFactory,
     GenerationBackend,
     PreparedBatch,
+    ResumableBackend,
     Sampling,
     StepFn,
+    Steps,
+    drive,
     get_backend,
     register_backend,
     template_stop_ids,
@@ -31,12 +35,15 @@ __all__ = [
     "IncrementalDetokenizer",
     "LlamaCppBackend",
     "PreparedBatch",
+    "ResumableBackend",
     "Row",
     "RowStream",
     "Sampling",
     "StepFn",
+    "Steps",
     "TextStream",
     "TransformersBackend",
+    "drive",
     "get_backend",
     "merge_prepared",
     "register_backend",

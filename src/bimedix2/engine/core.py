@@ -8,9 +8,10 @@ run them through `_run`, so the CLI and the server share one code path.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from ..conversation import last_user_language, render_prompt, validate_conversation
@@ -18,7 +19,7 @@ from ..errors import ContextTooLongError, ImageTokenMismatchError, NoVisionError
 from ..images import DEFAULT_LIMITS, ImageLimits, load_image, pad_to_square
 from ..model.base import LoadedModel
 from ..types import GenParams, ImageRef, Message, Reply
-from .backend import GenerationBackend, PreparedBatch, Sampling, get_backend
+from .backend import GenerationBackend, PreparedBatch, ResumableBackend, Sampling, get_backend
 from .streams import BatchStream, Row, TextStream, cut_at_stop
 
 NO_VISION_HINT = (
@@ -117,10 +118,18 @@ class Engine:
         return [row.result() for row in rows]
 
     def stream(self, messages: Sequence[Message], params: GenParams = GenParams()) -> TextStream:
-        """Start generating one reply; iterate the result for text pieces as they are decoded."""
+        """Start generating one reply; iterate the result for text pieces as they are decoded.
+
+        On a backend that can pause between steps (llama.cpp) the reply is generated on the
+        reading thread as it is read: the engine is held until the stream is read to its end,
+        cancelled or closed (dropping it closes it). Otherwise a background thread generates.
+        """
         batch = self.prepare([messages], params)
+        row = self._row(batch, 0, params, streamed=True)
+        if isinstance(self.backend, ResumableBackend):
+            return TextStream(row, steps=self._steps(batch, Sampling.of(params), [row]))
         run = functools.partial(self._run, batch, Sampling.of(params))
-        return BatchStream(run, [self._row(batch, 0, params, streamed=True)], wait_for_run=True).start().rows[0]
+        return BatchStream(run, [row], wait_for_run=True).start().rows[0]
 
     def stream_batch(self, prepared: Sequence[PreparedBatch], params: Sequence[GenParams]) -> BatchStream:
         """Start one generation run for several single-conversation batches from `prepare([conv], p)`.
@@ -149,12 +158,29 @@ class Engine:
 
     def _run(self, batch: PreparedBatch, sampling: Sampling, rows: Sequence[Row]) -> None:
         """The one generation path: run `rows` (one per row of `batch`) through the backend."""
+        for _ in self._steps(batch, sampling, rows):
+            pass
+
+    def _steps(self, batch: PreparedBatch, sampling: Sampling, rows: Sequence[Row]) -> Generator[None, None, None]:
+        """`_run`, pausing after every step where the backend can (`ResumableBackend`); closing it stops."""
 
         def step(newest: Sequence[int]) -> list[bool]:
             return [row.push(token) for row, token in zip(rows, newest, strict=True)]
 
         with self._lock:
-            self.backend.generate(batch.inputs, max_new_tokens=batch.max_new_tokens, sampling=sampling, step=step)
+            if not isinstance(self.backend, ResumableBackend):
+                self.backend.generate(batch.inputs, max_new_tokens=batch.max_new_tokens, sampling=sampling, step=step)
+            else:
+                params = {"max_new_tokens": batch.max_new_tokens, "sampling": sampling}
+                with contextlib.closing(self.backend.steps(batch.inputs, **params)) as steps:
+                    try:
+                        newest = next(steps)
+                        while True:
+                            ended = step(newest)
+                            yield
+                            newest = steps.send(ended)
+                    except StopIteration:
+                        pass
         for row in rows:
             row.end()
 

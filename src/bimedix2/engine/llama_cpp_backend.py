@@ -20,7 +20,7 @@ from ..errors import ConfigError, ModelLoadError
 from ..model.llama_cpp import LlamaCppModel
 from ..model.llama_cpp_images import Chunk, ImageChunks
 from ..model.llama_cpp_lib import clear_errors, with_errors
-from .backend import PreparedBatch, Sampling, StepFn, register_backend, template_stop_ids
+from .backend import PreparedBatch, Sampling, StepFn, Steps, drive, register_backend, template_stop_ids
 
 if TYPE_CHECKING:
     from ..model.base import LoadedModel
@@ -158,6 +158,10 @@ class LlamaCppBackend:
     # ------------------------------------------------------------------------------ generation
     def generate(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling, step: StepFn) -> None:
         """Prefill every row as its own sequence, then decode all live rows together, one token a step."""
+        drive(self.steps(inputs, max_new_tokens=max_new_tokens, sampling=sampling), step)
+
+    def steps(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling) -> Steps:
+        """`generate` as a generator: yields each step's newest tokens, is sent which rows have ended."""
         rows: tuple[PromptRow, ...] = inputs["rows"]
         if len(rows) > self.parallel:
             raise ConfigError(
@@ -172,7 +176,7 @@ class LlamaCppBackend:
             for seq, row in enumerate(rows):
                 positions.append(self._prefill(row, seq))
                 newest.append(lib.llama_sampler_sample(samplers[seq], self.ctx, -1))
-            done = list(step(newest))
+            done = list((yield list(newest)))
             for _ in range(max_new_tokens - 1):
                 live = [i for i, ended in enumerate(done) if not ended]
                 if not live:
@@ -182,7 +186,7 @@ class LlamaCppBackend:
                 for j, i in enumerate(live):
                     newest[i] = lib.llama_sampler_sample(samplers[i], self.ctx, j)
                     positions[i] += 1
-                done = list(step(newest))
+                done = list((yield list(newest)))
         finally:
             for sampler in samplers:
                 lib.llama_sampler_free(sampler)

@@ -9,9 +9,10 @@ the per-step work does not grow with the reply's length.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..conversation import detect_language
@@ -176,6 +177,18 @@ class Row:
         assert self.reply is not None, "the row has not ended"
         return self.reply
 
+    def ready(self) -> str:
+        """The streamed text queued so far, joined, without waiting ('' if none)."""
+        assert self._queue is not None, "the row is not streamed"
+        parts = []
+        while True:
+            try:
+                piece = self._queue.get_nowait()
+            except queue.Empty:
+                return "".join(parts)
+            if piece is not None:
+                parts.append(piece)
+
     def pieces(self) -> Iterator[str]:
         """Streamed text as it arrives; pieces queued while the reader was busy come joined as one."""
         assert self._queue is not None, "the row is not streamed"
@@ -199,22 +212,42 @@ class TextStream:
     """Iterate for text pieces; afterwards `reply` holds the finished `Reply`.
 
     The pieces concatenate to exactly `reply.text`, the same text `Engine.generate` returns
-    for the same inputs. `cancel()` stops this conversation at the next token.
+    for the same inputs. `cancel()` stops this conversation at the next token. Given `steps`
+    (the engine's generation run, paused after every step), the stream generates on the reading
+    thread as it is read; `close()` (or dropping an unfinished stream) ends that run.
     """
 
-    def __init__(self, row: Row, wait: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, row: Row, wait: Callable[[], None] | None = None, *, steps: Generator[None, None, None] | None = None
+    ) -> None:
         self.row = row
         self.reply: Reply | None = None
         self._wait = wait
+        self._steps = steps
 
     def cancel(self) -> None:
         """Stop generating as soon as the current step ends."""
         self.row.cancel()
 
+    def close(self) -> None:
+        """End a stream generated on the reading thread now, freeing the engine (no-op otherwise)."""
+        if self._steps is not None:
+            self._steps.close()
+
     def __iter__(self) -> Iterator[str]:
-        yield from self.row.pieces()
-        if self._wait is not None:
-            self._wait()
+        if self._steps is None:
+            yield from self.row.pieces()
+            if self._wait is not None:
+                self._wait()
+        else:
+            with contextlib.closing(self._steps):
+                for _ in self._steps:
+                    piece = self.row.ready()
+                    if piece:
+                        yield piece
+            piece = self.row.ready()
+            if piece:
+                yield piece
         self.reply = self.row.result()
 
 

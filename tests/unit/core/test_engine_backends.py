@@ -14,8 +14,11 @@ from bimedix2.engine import (
     BACKENDS,
     Engine,
     PreparedBatch,
+    ResumableBackend,
     Sampling,
     StepFn,
+    Steps,
+    drive,
     get_backend,
     merge_prepared,
     register_backend,
@@ -61,15 +64,48 @@ class ScriptedBackend:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
 
+@register_backend("scripted-steps")
+class ResumableScriptedBackend(ScriptedBackend):
+    """The scripted answer from a run that pauses between steps (as the llama.cpp backend's does)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded)
+        self.threads: set[int] = set()
+        self.closed_early = 0
+        self.fail_at: int | None = None
+
+    def generate(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling, step: StepFn) -> None:
+        drive(self.steps(inputs, max_new_tokens=max_new_tokens, sampling=sampling), step)
+
+    def steps(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling) -> Steps:
+        n_rows = inputs["input_ids"].shape[0]
+        finished = False
+        try:
+            for i in range(max_new_tokens):
+                self.threads.add(threading.get_ident())
+                if i == self.fail_at:
+                    raise RuntimeError("the runtime failed mid-run")
+                if all((yield [self.script[i % len(self.script)]] * n_rows)):
+                    break
+            finished = True
+        finally:
+            self.closed_early += not finished
+
+
 def byte_tokens(tokenizer: Any, text: str) -> list[int]:
     """One byte-level token per UTF-8 byte of `text`."""
     chars = bytes_to_unicode()
     return [tokenizer.convert_tokens_to_ids(chars[b]) for b in text.encode()]
 
 
+@pytest.fixture(params=["scripted", "scripted-steps"])
+def engine(tiny_llava: LoadedModel, request: pytest.FixtureRequest) -> Engine:
+    return Engine(tiny_llava, backend=request.param)
+
+
 @pytest.fixture()
-def engine(tiny_llava: LoadedModel) -> Engine:
-    return Engine(tiny_llava, backend="scripted")
+def resumable(tiny_llava: LoadedModel) -> Engine:
+    return Engine(tiny_llava, backend="scripted-steps")
 
 
 def tokens_until(backend: ScriptedBackend, stop: str) -> int:
@@ -150,6 +186,65 @@ def test_decode_work_grows_linearly_with_the_reply(engine: Engine, streamed: boo
         volume[n] = backend.decoded_tokens
     assert volume[800] <= 10 * 800  # re-decoding the whole row each step would be ~320,000
     assert volume[800] / volume[100] < 10  # linear: 8x the tokens, about 8x the decode work
+
+
+def test_a_resumable_backend_streams_on_the_reading_thread(resumable: Engine) -> None:
+    assert isinstance(resumable.backend, ResumableBackend)
+    params = GenParams(max_new_tokens=200, temperature=0)
+    stream = resumable.stream(QUESTION, params)
+    assert "".join(stream) == REPLY and stream.reply == resumable.generate(QUESTION, params)
+    assert resumable.backend.threads == {threading.get_ident()}  # no generation thread
+
+
+def test_a_thread_streams_for_a_backend_that_cannot_pause(tiny_llava: LoadedModel) -> None:
+    engine = Engine(tiny_llava, backend="scripted")
+    assert not isinstance(engine.backend, ResumableBackend)
+    seen: list[int] = []
+    original = engine.backend.generate
+
+    def recording(*args: Any, **kwargs: Any) -> None:
+        seen.append(threading.get_ident())
+        original(*args, **kwargs)
+
+    engine.backend.generate = recording  # type: ignore[method-assign]
+    assert "".join(engine.stream(QUESTION, GenParams(max_new_tokens=200, temperature=0))) == REPLY
+    assert seen and seen[0] != threading.get_ident()
+
+
+def finishes_in_time(fn: Any, seconds: float = 30.0) -> bool:
+    """Whether `fn()` returns within `seconds` (run on a thread, so a deadlock fails the test, not the suite)."""
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (fn(), done.set()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return done.is_set()
+
+
+@pytest.mark.parametrize("how", ["close", "drop", "break"])
+def test_an_abandoned_stream_frees_the_engine(resumable: Engine, how: str) -> None:
+    backend = resumable.backend
+    params = GenParams(max_new_tokens=200, temperature=0)
+    stream = resumable.stream(QUESTION, params)
+    pieces = iter(stream)
+    assert next(pieces)
+    if how == "close":
+        stream.close()
+    elif how == "drop":
+        del stream, pieces
+    else:
+        pieces.close()  # what a `for` loop left by `break` and then dropped does
+        del stream, pieces
+    assert backend.closed_early == 1
+    assert finishes_in_time(lambda: resumable.generate(QUESTION, params))
+
+
+def test_a_runtime_error_mid_stream_reaches_the_reader_and_frees_the_engine(resumable: Engine) -> None:
+    resumable.backend.fail_at = 3
+    params = GenParams(max_new_tokens=200, temperature=0)
+    with pytest.raises(RuntimeError, match="failed mid-run"):
+        "".join(resumable.stream(QUESTION, params))
+    resumable.backend.fail_at = None
+    assert finishes_in_time(lambda: resumable.generate(QUESTION, params))
 
 
 def test_unknown_backend_names_the_available_ones(tiny_llava: LoadedModel) -> None:
