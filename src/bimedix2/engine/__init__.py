@@ -6,8 +6,11 @@
 `ResumableBackend`) streams a single reply on the reading thread.
 """
 
+from typing import Any
+
 from .backend import (
     BACKENDS,
+    BUILTIN_BACKENDS,
     BackendFactory,
     GenerationBackend,
     PreparedBatch,
@@ -21,12 +24,26 @@ from .backend import (
     template_stop_ids,
 )
 from .core import NO_VISION_HINT, Engine
-from .llama_cpp_backend import LlamaCppBackend
 from .streams import BatchStream, IncrementalDetokenizer, Row, RowStream, TextStream
-from .transformers_backend import TransformersBackend, merge_prepared
+
+_LAZY = {  # imported on first use: the transformers backend imports torch, the llama.cpp one does not
+    "TransformersBackend": "transformers_backend",
+    "merge_prepared": "transformers_backend",
+    "LlamaCppBackend": "llama_cpp_backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BACKENDS",
+    "BUILTIN_BACKENDS",
     "NO_VISION_HINT",
     "BackendFactory",
     "BatchStream",

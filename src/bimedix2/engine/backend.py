@@ -9,6 +9,7 @@ backend="name")` selects it.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -115,6 +116,11 @@ def drive(steps: Steps, step: StepFn) -> None:
 
 BackendFactory = Callable[["LoadedModel"], GenerationBackend]
 BACKENDS: dict[str, BackendFactory] = {}
+BUILTIN_BACKENDS = {
+    "transformers": "bimedix2.engine.transformers_backend",
+    "llama-cpp": "bimedix2.engine.llama_cpp_backend",
+}
+"""Built-in backends by module, imported when first asked for: the llama.cpp engine never imports torch."""
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -122,7 +128,8 @@ def register_backend(name: str) -> Callable[[_F], _F]:
     """Decorator for a backend class (or factory) taking a `LoadedModel`: `Engine(loaded, backend=name)` uses it."""
 
     def register(factory: _F) -> _F:
-        if BACKENDS.get(name, factory) is not factory:
+        builtin = BUILTIN_BACKENDS.get(name)
+        if BACKENDS.get(name, factory) is not factory or (builtin and factory.__module__ != builtin):
             raise ValueError(f"engine backend {name!r} is already registered")
         BACKENDS[name] = factory
         return factory
@@ -132,10 +139,13 @@ def register_backend(name: str) -> Callable[[_F], _F]:
 
 def get_backend(name: str) -> BackendFactory:
     """The factory registered as `name`; an unknown name is a ConfigError listing the available ones."""
+    if name not in BACKENDS and name in BUILTIN_BACKENDS:
+        importlib.import_module(BUILTIN_BACKENDS[name])
     try:
         return BACKENDS[name]
     except KeyError:
-        raise ConfigError(f"unknown engine backend {name!r}. Available: {', '.join(sorted(BACKENDS))}") from None
+        available = ", ".join(sorted(set(BACKENDS) | set(BUILTIN_BACKENDS)))
+        raise ConfigError(f"unknown engine backend {name!r}. Available: {available}") from None
 
 
 def template_stop_ids(tokenizer: Any, template: ChatTemplate) -> tuple[int, ...]:

@@ -71,7 +71,7 @@ class Engine:
         inputs = self.backend.encode(prompts, images)
         if self.loaded.has_vision:
             self._check_image_tokens(inputs["input_ids"], conversations, ids)
-        lengths = tuple(int(n) for n in inputs["attention_mask"].sum(dim=1).tolist())
+        lengths = tuple(int(n) for n in inputs["attention_mask"].sum(1).tolist())  # torch or numpy
         longest = max(lengths)
         if longest >= self.max_context:
             which = ids[lengths.index(longest)]
@@ -91,7 +91,7 @@ class Engine:
         self, input_ids: Any, conversations: Sequence[Sequence[Message]], ids: Sequence[str]
     ) -> None:
         per_image = self.loaded.tokens_per_image
-        found_per_row = (input_ids == self.loaded.image_token_id).sum(dim=1).tolist()
+        found_per_row = (input_ids == self.loaded.image_token_id).sum(1).tolist()
         for found, conv, sample_id in zip(found_per_row, conversations, ids, strict=True):
             n_images = sum(len(m.images) for m in conv)
             if found != n_images * per_image:

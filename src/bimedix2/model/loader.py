@@ -13,12 +13,13 @@ from pathlib import Path
 from ..errors import ModelLoadError
 from .base import QUANTIZATIONS, LoadedModel, LoadOptions, cache_dir
 from .formats import CheckpointFormat, ConvertibleFormat, detect_format, get_format
-from .formats.common import check_quantization, resolve_device, resolve_dtype
 from .formats.embedded import EMBEDDED_DEFAULT_NAME, embedded_default_dir, embedded_default_gguf, load_embedded_default
 
 
 def load_model(source: str | Path | None = None, options: LoadOptions | None = None) -> LoadedModel:
     """Load a model for chat: a path, a Hub repo id, a .gguf file, or None for the embedded default."""
+    from .formats.common import check_quantization, resolve_device, resolve_dtype  # torch: imported only here
+
     options = options or LoadOptions()
     device = resolve_device(options.device)
     resolve_dtype(options.dtype, device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -249,8 +251,25 @@ def test_a_runtime_error_mid_stream_reaches_the_reader_and_frees_the_engine(resu
 
 def test_unknown_backend_names_the_available_ones(tiny_llava: LoadedModel) -> None:
     assert "transformers" in BACKENDS and get_backend("scripted") is ScriptedBackend
-    available = ", ".join(sorted(BACKENDS))
+    available = ", ".join(sorted(set(BACKENDS) | {"llama-cpp"}))  # built-ins are listed before their import
     with pytest.raises(ConfigError, match=f"^unknown engine backend 'x'. Available: {available}$"):
         Engine(tiny_llava, backend="x")
     with pytest.raises(ValueError, match="already registered"):
         register_backend("transformers")(ScriptedBackend)
+    with pytest.raises(ValueError, match="already registered"):  # a built-in, even before it is imported
+        register_backend("llama-cpp")(ScriptedBackend)
+
+
+def test_the_llama_cpp_engine_path_does_not_import_torch() -> None:
+    """Loading a GGUF and streaming a reply imports neither torch nor the transformers backend (~250 MB, ~2 s)."""
+    code = (
+        "import sys; from bimedix2.engine import Engine, get_backend;"
+        " from bimedix2.model.llama_cpp import load_llama_cpp;"
+        " from bimedix2.model.loader import embedded_default_gguf; get_backend('llama-cpp');"
+        " from bimedix2.model.llama_cpp_lib import llama_cpp_available; from bimedix2.types import GenParams, Message;"
+        " e = Engine(load_llama_cpp(embedded_default_gguf()), backend='llama-cpp') if llama_cpp_available() else None;"
+        " e and ''.join(e.stream([Message('user', 'Hi')], GenParams(max_new_tokens=2, temperature=0)));"
+        " print(sorted(m for m in ('torch', 'bimedix2.engine.transformers_backend') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
