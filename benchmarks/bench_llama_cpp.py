@@ -156,16 +156,34 @@ def timed(engine: Any, conv: list[Any], tokens: int, *, stream: bool = True) -> 
     from bimedix2.types import GenParams
 
     stamps: list[float] = []
-    original = engine.backend.generate
+    if hasattr(engine.backend, "steps"):  # llama.cpp: the run is a generator of steps (stream on this thread)
+        original_steps = engine.backend.steps
 
-    def recording(inputs: Any, *, max_new_tokens: int, sampling: Any, step: Any) -> None:
-        def record(newest: Any) -> Any:
-            stamps.append(time.perf_counter())
-            return step(newest)
+        def recording_steps(inputs: Any, *, max_new_tokens: int, sampling: Any) -> Any:
+            steps = original_steps(inputs, max_new_tokens=max_new_tokens, sampling=sampling)
+            try:
+                newest = next(steps)
+                while True:
+                    stamps.append(time.perf_counter())
+                    newest = steps.send((yield newest))
+            except StopIteration:
+                return
+            finally:
+                steps.close()
 
-        original(inputs, max_new_tokens=max_new_tokens, sampling=sampling, step=record)
+        name, replacement = "steps", recording_steps
+    else:
+        original = engine.backend.generate
 
-    engine.backend.generate = recording
+        def recording(inputs: Any, *, max_new_tokens: int, sampling: Any, step: Any) -> None:
+            def record(newest: Any) -> Any:
+                stamps.append(time.perf_counter())
+                return step(newest)
+
+            original(inputs, max_new_tokens=max_new_tokens, sampling=sampling, step=record)
+
+        name, replacement = "generate", recording
+    setattr(engine.backend, name, replacement)
     params = GenParams(max_new_tokens=tokens, temperature=0.0)
     try:
         start = time.perf_counter()
@@ -174,7 +192,7 @@ def timed(engine: Any, conv: list[Any], tokens: int, *, stream: bool = True) -> 
         else:
             engine.generate(conv, params)
     finally:
-        del engine.backend.generate
+        delattr(engine.backend, name)
     n = len(stamps)
     decode = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else float("nan")
     return {"ttft_s": stamps[0] - start, "decode_tok_s": decode, "tokens": n}
