@@ -30,6 +30,7 @@ from ..config import config_to_dict, save_config
 from ..errors import TrainingError
 from ..types import RESEARCH_NOTICE
 from .config import TrainConfig
+from .cpu_fsdp import fsdp_requested
 from .data import RowDataset, TrainCollator
 from .encode import ConversationEncoder, EncodeReport, EncoderSettings, encode_records
 from .modeling import (
@@ -234,20 +235,16 @@ def save_final(trainer: BiMediXTrainer, cfg: TrainConfig, loaded: Any, final: Pa
 def check_launch(accelerator: Any) -> None:
     """Refuse a launch whose sharding accelerate silently dropped.
 
-    accelerate applies an FSDP config only on GPU-class devices: on the CPU the same launch
-    becomes plain multi-process DDP (every process holding the whole model), which is not what
-    the config asked for.
+    accelerate applies an FSDP config only on GPU-class devices, and `enable_fsdp_on_cpu` adds
+    multi-process CPU runs; anything else (e.g. one process) would run unsharded, which is not
+    what the config asked for.
     """
-    import os
-
     from accelerate.utils import DistributedType
 
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and (
-        accelerator.distributed_type != DistributedType.FSDP
-    ):
+    if fsdp_requested() and accelerator.distributed_type != DistributedType.FSDP:
         raise TrainingError(
-            f"an FSDP launch runs as {accelerator.distributed_type.value} here: accelerate applies FSDP only on "
-            "GPUs (on the CPU it falls back to DDP). Launch with a GPU per process, or use a DDP/DeepSpeed config."
+            f"an FSDP launch runs as {accelerator.distributed_type.value} here, not sharded: FSDP needs GPUs or "
+            "at least 2 CPU processes. Launch more processes, or use a DDP/DeepSpeed config."
         )
 
 

@@ -13,6 +13,7 @@ Changes to the stock Trainer, each small:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -26,9 +27,12 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..fileio import atomic_directory, atomic_write_text, scan_jsonl
+from .cpu_fsdp import shard_on_cpu
 from .data import NUM_TOKENS_KEY
 from .modeling import PROJECTOR_FILE, PROJECTOR_NAME, load_projector, save_projector
 from .sampling import ModalityLengthGroupedSampler
+
+log = logging.getLogger(__name__)
 
 
 class TokenMeter:
@@ -86,6 +90,13 @@ class BiMediXTrainer(Trainer):
         self.token_meter = token_meter or TokenMeter()
 
     # --------------------------------------------------------------------------- optimizer
+    def create_accelerator_and_postprocess(self) -> None:
+        """transformers' accelerator, made to shard with FSDP2 on a multi-process CPU FSDP launch."""
+        super().create_accelerator_and_postprocess()
+        if shard_on_cpu(self.accelerator):
+            self.is_fsdp_enabled = True
+            log.info("FSDP2 on %d CPU processes (gloo)", self.accelerator.num_processes)
+
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         """AdamW (args.optim) with four groups: {projector, rest} x {decay, no decay}."""
         if self.optimizer is not None:
@@ -182,10 +193,12 @@ class BiMediXTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
         model = self.model if model is None else model
         unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
-        if hasattr(unwrapped, "peft_config"):
+        if hasattr(unwrapped, "peft_config") or self.is_fsdp_enabled:
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         projector = Path(resume_from_checkpoint) / PROJECTOR_FILE
-        if projector.is_file():
+        # Under FSDP the checkpoint's model file (loaded by the stock path, into the shards) holds
+        # every parameter, the projector included; copying plain tensors into sharded ones fails.
+        if projector.is_file() and not self.is_fsdp_enabled:
             load_projector(unwrapped, projector)
         elif not hasattr(unwrapped, "peft_config"):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
