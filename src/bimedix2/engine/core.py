@@ -47,6 +47,7 @@ class Engine:
         self.stop_token_ids = list(self.backend.stop_token_ids)
         self.stop_token_set = frozenset(self.stop_token_ids)
         self._lock = threading.Lock()
+        self._paused_on: int | None = None  # the thread whose stream holds the engine between steps
 
     # ----------------------------------------------------------------------------- preparation
     def render(self, messages: Sequence[Message], params: GenParams = GenParams()) -> str:
@@ -167,6 +168,10 @@ class Engine:
         def step(newest: Sequence[int]) -> list[bool]:
             return [row.push(token) for row, token in zip(rows, newest, strict=True)]
 
+        if self._paused_on == threading.get_ident():  # waiting for the lock would wait for ourselves
+            raise RuntimeError(
+                "a reply streamed on this thread is unfinished: read it to the end or close() it before another"
+            )
         with self._lock:
             if not isinstance(self.backend, ResumableBackend):
                 self.backend.generate(batch.inputs, max_new_tokens=batch.max_new_tokens, sampling=sampling, step=step)
@@ -177,7 +182,11 @@ class Engine:
                         newest = next(steps)
                         while True:
                             ended = step(newest)
-                            yield
+                            self._paused_on = threading.get_ident()
+                            try:
+                                yield
+                            finally:
+                                self._paused_on = None
                             newest = steps.send(ended)
                     except StopIteration:
                         pass

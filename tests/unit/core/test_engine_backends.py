@@ -240,6 +240,17 @@ def test_an_abandoned_stream_frees_the_engine(resumable: Engine, how: str) -> No
     assert finishes_in_time(lambda: resumable.generate(QUESTION, params))
 
 
+def test_a_second_stream_on_the_same_thread_is_an_error_not_a_deadlock(resumable: Engine) -> None:
+    params = GenParams(max_new_tokens=200, temperature=0)
+    first = iter(resumable.stream(QUESTION, params))
+    assert next(first)
+    second = resumable.stream(QUESTION, params)
+    with pytest.raises(RuntimeError, match="unfinished: read it to the end or close"):
+        next(iter(second))
+    assert "".join(first)  # the first one is untouched and finishes
+    assert "".join(resumable.stream(QUESTION, params)) == REPLY
+
+
 def test_a_runtime_error_mid_stream_reaches_the_reader_and_frees_the_engine(resumable: Engine) -> None:
     resumable.backend.fail_at = 3
     params = GenParams(max_new_tokens=200, temperature=0)
