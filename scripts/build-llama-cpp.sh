@@ -6,7 +6,7 @@
 # toolkit can tell a fixed build from a stock one.
 #   scripts/build-llama-cpp.sh [PYTHON]    PYTHON: the interpreter to install into (default .venv/bin/python)
 # The built wheel is cached (BIMEDIX2_WHEEL_CACHE, default ~/.cache/bimedix2/wheels), keyed by the
-# source's hash, the patch and CMAKE_ARGS, so a rerun installs in seconds. ~14 min on 2 cores.
+# source's hash, the patch and CMAKE_ARGS, so a rerun installs in seconds. The build: 4 minutes on an idle 2-core machine, ~11 when busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +28,7 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     src=$work/llama_cpp_python-$VERSION
     (cd "$src" && git apply --whitespace=nowarn "$PATCH")
     mkdir -p "$work/out"
-    echo "build-llama-cpp: compiling llama.cpp (about 14 minutes on 2 cores)" >&2
+    echo "build-llama-cpp: compiling llama.cpp (4-11 minutes on 2 cores)" >&2
     "$PY" -m pip wheel --quiet --no-deps "$src" -w "$work/out"
     mkdir -p "$CACHE"
     # Publish the cache entry whole or not at all (a killed build leaves nothing half-written).

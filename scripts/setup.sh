@@ -3,7 +3,7 @@
 #   scripts/setup.sh                 CPU machine: torch pinned to the CPU build (constraints/cpu.txt),
 #                                    plus the `cpu` extra: llama-cpp-python 0.3.36, built here from its
 #                                    PyPI source with the llama.cpp#25814 image fix (scripts/build-llama-cpp.sh;
-#                                    the llama.cpp engine, --engine llama-cpp; ~14 min on 2 cores, cached
+#                                    the llama.cpp engine, --engine llama-cpp; 4-11 min on 2 cores, cached
 #                                    afterwards; needs a C/C++ compiler)
 #   scripts/setup.sh --gpu           GPU machine: install your CUDA torch first, then run this
 #   scripts/setup.sh --no-llama-cpp  skip llama-cpp-python (transformers engine only; F16/F32 GGUF export only)
@@ -26,7 +26,7 @@ for arg in "$@"; do
 done
 if [[ $llama_cpp == 1 ]]; then
     EXTRAS="$EXTRAS,cpu"
-    echo "setup: building llama-cpp-python from source (about 14 minutes on 2 cores; --no-llama-cpp skips it)" >&2
+    echo "setup: building llama-cpp-python from source (minutes; --no-llama-cpp skips it)" >&2
 fi
 
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"

@@ -19,8 +19,8 @@ from typing import Any
 from ..errors import ModelLoadError
 
 INSTALL_HINT = (
-    "llama-cpp-python is not installed: `pip install -e '.[cpu]'` (or `scripts/setup.sh`) builds it from "
-    "source (about 14 minutes on 2 cores)"
+    "llama-cpp-python is not installed: `scripts/build-llama-cpp.sh` (run by `scripts/setup.sh`) builds it "
+    "from source with the llama.cpp#25814 image fix (minutes); `pip install -e '.[cpu]'` installs the stock build"
 )
 _LEVEL_ERROR = 3  # ggml_log_level: 1 info, 2 warn, 3 error, 4 debug, 5 continue
 _LEVEL_CONT = 5
