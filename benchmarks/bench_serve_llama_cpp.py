@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -83,9 +84,15 @@ def measure(base: str, model: str, tokens: int) -> dict[str, float]:
 
 def run_server(command: list[str], base: str, model: str, tokens: int) -> dict[str, float]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: llama.cpp's load log would fill a pipe and block
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        wait_ready(base, proc)
+        try:
+            wait_ready(base, proc)
+        except RuntimeError:
+            log.seek(0)
+            print(log.read()[-3000:], file=sys.stderr)
+            raise
         return measure(base, model, tokens)
     finally:
         proc.terminate()
@@ -115,7 +122,8 @@ def main() -> int:
     print(f"serving {model.name} ...", file=sys.stderr)
     results["bimedix2 serve (llama.cpp, 8 parallel sequences)"] = run_server(
         [str(bin_dir / "bimedix2"), "serve", "--model", str(model), "--engine", "llama-cpp", "--port", str(port),
-         "--max-batch-size", "8", "--ctx-size", "1024", "--batch-window-s", "0.05", "--no-log-requests"],
+         "--max-batch-size", "8", "--ctx-size", "1024", "--batch-window-s", "0.05", "--no-log-requests",
+         "--served-model-name", "bimedix2"],
         f"http://127.0.0.1:{port}", "bimedix2", args.tokens,
     )  # fmt: skip
     try:
