@@ -207,4 +207,6 @@ class Engine:
         cut = cut_at_stop(text, params.stop)
         if cut is not None:
             text, finish = text[:cut], "stop"
+        elif text.endswith("\ufffd"):  # a reply cut inside a multi-byte character never shows half of it
+            text = text[:-1]
         return text, n_tokens, finish

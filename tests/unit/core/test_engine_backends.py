@@ -145,6 +145,22 @@ def test_stop_strings_across_tokens_and_multibyte_letters(engine: Engine, stop: 
     assert not any("\ufffd" in p for p in pieces)
 
 
+@pytest.mark.parametrize("text", [REPLY, "Done 👍 تمام"], ids=["arabic", "emoji"])
+def test_a_reply_cut_inside_a_character_drops_the_half(engine: Engine, text: str) -> None:
+    """max_new_tokens (or a cancel) landing inside a multi-byte character: no U+FFFD, streamed or not."""
+    backend = engine.backend
+    backend.script = byte_tokens(backend.tokenizer, text)
+    cuts = [n for n in range(1, len(backend.script)) if "\ufffd" in backend.decode(backend.script[:n])]
+    assert cuts  # the script has cut points inside characters
+    for n in cuts:
+        params = GenParams(max_new_tokens=n, temperature=0)
+        reply = engine.generate(QUESTION, params)
+        whole = text.encode()[:n].decode("utf-8", errors="ignore")
+        assert reply.text == whole and reply.finish_reason == "length"
+        stream = engine.stream(QUESTION, params)
+        assert "".join(stream) == whole == stream.reply.text
+
+
 def test_stream_batch_rows_end_on_their_own(engine: Engine) -> None:
     params = [
         GenParams(max_new_tokens=4, temperature=0),
