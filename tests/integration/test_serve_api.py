@@ -186,6 +186,20 @@ def test_bad_requests_get_openai_shaped_4xx(tiny_engine: Engine, tmp_path: Path,
             ({**ok, "messages": []}, 400, "messages"),
             ({**ok, "temperature": -1}, 400, "temperature"),
             ({**ok, "n": 3}, 400, "n"),
+            ({**ok, "seed": 1180591620717411303424}, 400, "seed: "),
+            ({**ok, "seed": -(2**63) - 5}, 400, "seed: "),
+            ({**ok, "max_tokens": 10**30}, 400, "max_tokens: "),
+            ({**ok, "dicom_frame": 10**30}, 400, "dicom_frame: "),
+            (
+                {**ok, "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "foo"}]}]},
+                400,
+                "messages[0].content[1]: unknown part type 'foo'; use 'text' or 'image_url'",
+            ),
+            (
+                {**ok, "messages": [{"role": "system", "content": "<image>"}, {"role": "user", "content": "hi"}]},
+                400,
+                "messages[0].content: the text contains '<image>'",
+            ),
             ({**ok, "logit_bias": {"1": 2}}, 400, "logit_bias"),
             ({**ok, "model": "gpt-4o"}, 404, "not found"),
             ({**ok, "messages": [{"role": "assistant", "content": "hi"}]}, 400, "expected a user message"),
@@ -385,7 +399,7 @@ def test_dicom_data_url_with_window_and_frame(api: str) -> None:
         c.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3, extra_body={"dicom_frame": 7}
         )
-    with pytest.raises(openai.BadRequestError, match="unknown window"):
+    with pytest.raises(openai.BadRequestError, match=r"content\[1\]: dicom_window .bogus. is not a window"):
         c.chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": content}],

@@ -7,7 +7,9 @@ import binascii
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..errors import PayloadTooLargeError, PermissionDeniedError, RequestError
+from ..conversation import IMAGE_PLACEHOLDER
+from ..dicom.decode import parse_window
+from ..errors import ImageError, PayloadTooLargeError, PermissionDeniedError, RequestError
 from ..types import GenParams, ImageRef, Message
 from .config import ServeConfig
 from .protocol import ChatCompletionRequest, ImagePart
@@ -38,6 +40,7 @@ def to_messages(req: ChatCompletionRequest, config: ServeConfig) -> tuple[Messag
         if msg.content is None:
             raise RequestError(f"{param}: content is missing", param=param)
         if isinstance(msg.content, str):
+            _check_text(msg.content, param)
             out.append(Message(role, msg.content))  # type: ignore[arg-type]
             continue
         texts: list[str] = []
@@ -46,11 +49,38 @@ def to_messages(req: ChatCompletionRequest, config: ServeConfig) -> tuple[Messag
             if isinstance(part, ImagePart):
                 if role != "user":
                     raise RequestError(f"{param}[{j}]: only user messages can carry images", param=f"{param}[{j}]")
+                _check_window(req, f"{param}[{j}]")
                 images.append(image_ref(part.image_url.url, f"{param}[{j}]", req, config))
             else:
+                _check_text(part.text, f"{param}[{j}]")
                 texts.append(part.text)
         out.append(Message(role, "\n".join(texts), tuple(images)))  # type: ignore[arg-type]
     return tuple(out)
+
+
+def _check_text(text: str, param: str) -> None:
+    """Refuse the literal image marker in text: the chat template would count it as an image."""
+    if IMAGE_PLACEHOLDER in text:
+        raise RequestError(
+            f"{param}: the text contains {IMAGE_PLACEHOLDER!r}, which marks where an image goes; "
+            "remove it and attach the image as an image_url part",
+            param=param,
+        )
+
+
+def _check_window(req: ChatCompletionRequest, param: str) -> None:
+    """A bad `dicom_window` named at the first image it would apply to (the image reader's own message says neither)."""
+    if req.dicom_window is None:
+        return
+    try:
+        parse_window(req.dicom_window)
+    except ImageError as exc:
+        problem = str(exc).split(": ", 1)[-1]  # parse_window's hint ("use one of lung, ... or CENTRE,WIDTH ...")
+        raise RequestError(
+            f"{param}: dicom_window {req.dicom_window[:40]!r} is not a window; {problem}",
+            param=param,
+            code="invalid_image",
+        ) from None
 
 
 def image_ref(url: str, param: str, req: ChatCompletionRequest, config: ServeConfig) -> ImageRef:

@@ -9,6 +9,8 @@ never logged (only the exception's type).
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +72,27 @@ def error_response(exc: BaseException) -> JSONResponse:
     return describe(exc).response()
 
 
+# pydantic names a union's branches in `loc` ("str", "list[...]", "tagged-union[...]"); a client never wrote them
+_BRANCH = re.compile(r"^(str|int|float|bool|none|[a-z-]+\[.*\])$")
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """`("messages", 0, "content", "str")` -> `messages[0].content`: the field as the client wrote it."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _BRANCH.match(str(part)):
+            out += f".{part}" if out else str(part)
+    return out
+
+
 def invalid_request(errors: list[Any], count: int) -> RequestError:
-    """A 400 naming the first field pydantic rejected (e.g. `temperature: Input should be ...`)."""
+    """A 400 naming the first field pydantic rejected (e.g. `messages[0].content[1]: unknown part type ...`)."""
     first = errors[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = field_path(first["loc"])
+    if first["type"] == "content_part":  # protocol._check_content: the part index and the path inside it
+        loc += f"[{first['ctx']['index']}]{first['ctx']['where']}"
     more = f" (and {count - 1} more problem(s))" if count > 1 else ""
     message = f"{loc}: {first['msg']}{more}" if loc else f"{first['msg']}{more}"
     return RequestError(message, code="invalid_request", param=loc or None)

@@ -10,7 +10,12 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's integer fields are int64
+MAX_TOKENS_LIMIT = 2**31 - 1  # far past any context length; bigger numbers are a mistake, not a request
+PART_TYPES = "'text' or 'image_url'"
 
 
 class _Strict(BaseModel):
@@ -35,11 +40,40 @@ class ImagePart(_Strict):
 
 
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+_PART_MODELS: dict[str, type[BaseModel]] = {"text": TextPart, "image_url": ImagePart}
+
+
+def _part_error(index: int, where: str, problem: str) -> PydanticCustomError:
+    """An error about content part `index` (`where`: a path inside the part, e.g. ".image_url.url")."""
+    return PydanticCustomError("content_part", "{problem}", {"index": index, "where": where, "problem": problem})
+
+
+def _check_content(value: Any) -> Any:
+    """Content in user terms: each part's problem is reported at `messages[i].content[j]`, not as a union's branches."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise PydanticCustomError("content_type", "content must be a string or a list of parts")
+    for j, part in enumerate(value):
+        if not isinstance(part, dict):
+            raise _part_error(j, "", "a content part must be an object such as {'type': 'text', 'text': ...}")
+        if "type" not in part:
+            raise _part_error(j, "", f"part has no 'type'; use {PART_TYPES}")
+        model = _PART_MODELS.get(part["type"]) if isinstance(part["type"], str) else None
+        if model is None:
+            raise _part_error(j, "", f"unknown part type {str(part['type'])[:40]!r}; use {PART_TYPES}")
+        try:
+            model.model_validate(part)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+            raise _part_error(j, where, first["msg"]) from None
+    return value
 
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: Annotated[str | list[ContentPart] | None, BeforeValidator(_check_content)] = None
     name: str | None = None
 
 
@@ -56,10 +90,10 @@ class ChatCompletionRequest(_Strict):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     n: int | None = Field(default=None, ge=1, le=1, description="only n=1 is supported")
     presence_penalty: float | None = Field(default=None, ge=0.0, le=0.0, description="only 0 is supported")
     frequency_penalty: float | None = Field(default=None, ge=0.0, le=0.0, description="only 0 is supported")
@@ -69,7 +103,9 @@ class ChatCompletionRequest(_Strict):
     dicom_window: str | None = Field(
         default=None, min_length=1, max_length=64, description='DICOM window preset (e.g. "lung") or "CENTRE,WIDTH"'
     )
-    dicom_frame: int | None = Field(default=None, ge=0, description="0-based frame of a multi-frame image")
+    dicom_frame: int | None = Field(
+        default=None, ge=0, le=MAX_TOKENS_LIMIT, description="0-based frame of a multi-frame image"
+    )
 
     @field_validator("stop")
     @classmethod
