@@ -106,7 +106,10 @@ def scan_jsonl(path: Path) -> Iterator[JsonlLine]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield JsonlLine(number, None, f"not valid UTF-8 (byte {exc.start})", end)
+                offset = end - len(raw) + exc.start
+                yield JsonlLine(
+                    number, None, f"not valid UTF-8 (byte {exc.start} of the line, offset {offset} in the file)", end
+                )
                 continue
             if not line.strip():
                 continue

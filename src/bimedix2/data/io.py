@@ -181,6 +181,11 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.issues
 
+    @property
+    def valid(self) -> int:
+        """Records with no problem at all."""
+        return self.total - len(self.issues)
+
 
 def _id_digest(rid: str) -> int:
     return int.from_bytes(hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest(), "big")

@@ -18,6 +18,7 @@ Text is stored exactly as given: nothing here normalises, strips or re-encodes i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -240,7 +241,26 @@ def validate_record(record: Record) -> list[str]:
         problems.append("last turn must be from 'gpt'")
     if count := _image_count_problem(record):
         problems.append(count)
-    return problems + _metadata_problems(record)
+    return problems + _metadata_problems(record) + _unencodable(record)
+
+
+def _not_utf8(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _unencodable(record: Record) -> list[str]:
+    """Text no UTF-8 file can hold: lone surrogates, from ``\\udXXX`` escapes in the JSON (never repaired)."""
+    rest = record_to_json(record)
+    if not _not_utf8(rest):
+        return []
+    where = [f"turn {i}" for i, t in enumerate(record.conversations) if _not_utf8(t.value)]
+    rest.pop("conversations")
+    where += [f"'{key}'" for key, value in rest.items() if _not_utf8(value)]
+    return [f"not valid UTF-8 text: a lone surrogate (\\ud800-\\udfff escape) in {', '.join(where)}"]
 
 
 def _metadata_problems(record: Record) -> list[str]:
