@@ -108,6 +108,7 @@ def run_validate(args: argparse.Namespace) -> int:
         payload = {
             "file": str(report.path),
             "records": report.total,
+            "valid_records": report.valid,
             "bad_records": len(report.issues),
             "missing_images": report.missing_images,
             "issues": [{"line": i.line, "id": i.id, "problems": list(i.problems)} for i in report.issues],
@@ -118,7 +119,7 @@ def run_validate(args: argparse.Namespace) -> int:
             print(f"{args.file}: {issue}")
         if len(report.issues) > args.show:
             print(f"... and {len(report.issues) - args.show} more (use --json for all)")
-        verdict = "OK" if report.ok else f"{len(report.issues)} bad record(s)"
+        verdict = "OK" if report.ok else f"{report.valid} valid, {len(report.issues)} bad record(s)"
         print(f"{args.file}: {report.total} records, {verdict}")
     return 0 if report.ok else 1
 
@@ -173,10 +174,22 @@ def run_translate(args: argparse.Namespace) -> int:
 
     cfg = _load(args, TranslateConfig)
     summary, stats = run_translation(args.input, args.out_dir, cfg, progress=not args.no_progress)
-    print(f"translated {summary.processed_now} record(s) now ({summary.already_done} finished before)")
+    print(f"translated {summary.processed_now} record(s) now ({summary.already_done} finished before, unchanged)")
+    _print_changes(summary)
     _print_stats(stats)
     print(f"output: {args.out_dir / OUTPUT}")
     return 0
+
+
+def _print_changes(summary: Any) -> None:
+    """Records redone because the input changed since an earlier run, and records removed from it."""
+    for verb, count, ids in (
+        ("re-done (content changed since the last run)", summary.redone_count, summary.redone),
+        ("removed from the input (dropped from the job)", summary.removed_count, summary.removed),
+    ):
+        if count:
+            more = f" ... and {count - len(ids[:20])} more (stats.json lists up to 1000)" if count > 20 else ""
+            print(f"{count} record(s) {verb}: {', '.join(ids[:20])}{more}")
 
 
 def _print_stats(stats: dict[str, Any]) -> None:
@@ -193,6 +206,10 @@ def _print_stats(stats: dict[str, Any]) -> None:
     print(f"review decisions / pending:         {stats['review_decisions']} / {stats['review_pending']}")
     if stats.get("invalid_input_records") or stats.get("skipped_not_english"):
         print(f"invalid input lines: {stats['invalid_input_records']}, not English: {stats['skipped_not_english']}")
+    for bad in stats.get("invalid_input", [])[:20]:
+        print(f"  invalid line {bad['line']}" + (f" (id {bad['id']})" if bad["id"] else "") + f": {bad['error']}")
+    if stats.get("invalid_input_records", 0) > 20:
+        print("  ... (stats.json lists up to 1000 invalid lines)")
 
 
 def _store(out_dir: Path):  # noqa: ANN202

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ from ..fileio import atomic_write_text
 from ..llm_client import LLMClient, LLMConfig
 from ..types import RESEARCH_NOTICE
 from .io import write_jsonl
-from .jobstore import ItemResult, JobStore
+from .joblock import JobLock
+from .jobstore import ItemResult, JobStore, save_error
+from .jsonask import chat_json_repaired
 from .runner import RunSummary, run_records
 from .schema import Record, Turn, record_from_json, record_to_json
 
@@ -180,8 +183,8 @@ async def rewrite_record(llm: LLMClient, kind: str, record: Record, cfg: Rewrite
             return ItemResult(rec_id=record.id, status="skipped", info={"reason": str(exc)})
     else:
         check = _conversation_check(cfg, None)
-    reply = await llm.chat_json(
-        build_messages(kind, record, cfg), validate=check, attempts=cfg.json_attempts, temperature=cfg.temperature
+    reply = await chat_json_repaired(
+        llm, build_messages(kind, record, cfg), validate=check, attempts=cfg.json_attempts, temperature=cfg.temperature
     )
     if not reply.ok:
         return ItemResult(rec_id=record.id, status="failed", info={"error": reply.error, "attempts": reply.attempts})
@@ -213,7 +216,7 @@ async def run_rewrite_async(
     out.mkdir(parents=True, exist_ok=True)
     if cfg.llm.cache_path is None:
         cfg = replace(cfg, llm=replace(cfg.llm, cache_path=out / "llm_cache.sqlite"))
-    with JobStore(out / "job.sqlite") as store:
+    with JobLock(out), JobStore(out / "job.sqlite") as store:
         store.check_config(
             {"kind": kind, "model": cfg.llm.model, "min_turns": cfg.min_turns, "max_turns": cfg.max_turns,
              "json_attempts": cfg.json_attempts, "temperature": cfg.temperature}
@@ -222,15 +225,21 @@ async def run_rewrite_async(
         async with LLMClient(cfg.llm) as llm:
 
             async def process(idx: int, record: Record) -> ItemResult:
-                return await rewrite_record(llm, kind, record, cfg)
+                try:
+                    return await rewrite_record(llm, kind, record, cfg)
+                except sqlite3.Error as exc:  # the response cache could not be written (or read)
+                    raise save_error("the LLM response cache", Path(str(cfg.llm.cache_path)).parent, exc) from None
 
             summary = await run_records(
                 input_path, store, process, workers=cfg.llm.max_concurrency, desc=f"rewrite {kind}", progress=progress
             )
             usage = llm.usage.as_dict()
-        written = write_jsonl(
-            (record_from_json(item.result.output) for item in store.items("status = 'done'")), out / OUTPUT
-        )
+        try:
+            written = write_jsonl(
+                (record_from_json(item.result.output) for item in store.items("status = 'done'")), out / OUTPUT
+            )
+        except OSError as exc:
+            raise save_error("the output", out, exc) from None
         stats = {
             "notice": RESEARCH_NOTICE,
             "kind": kind,
@@ -238,9 +247,17 @@ async def run_rewrite_async(
             "failed": store.count("failed"),
             "skipped": store.count("skipped"),
             "invalid_input_records": store.count("invalid"),
+            "invalid_input": store.invalid_lines(),
+            "redone_this_run": list(summary.redone),
+            "redone_count": summary.redone_count,
+            "removed_this_run": list(summary.removed),
+            "removed_count": summary.removed_count,
             "llm_usage_this_run": usage,
         }
-    atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
+        try:
+            atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
+        except OSError as exc:
+            raise save_error("the statistics", out, exc) from None
     return summary, stats
 
 

@@ -1,15 +1,21 @@
 """Run an async per-record job over a JSONL file: streaming, bounded, resumable, with progress.
 
 The input is read line by line (memory stays flat over 1.6M records); at most ``2 x workers``
-records wait in the queue. Finished records go to the `JobStore` at once; on a rerun, records
-already there are skipped. A line that is not a valid record is stored as ``invalid`` with the
-reason (the job goes on); an `LLMError` (endpoint down after all retries) stops the job, keeping
-everything finished so far.
+records wait in the queue. Finished records go to the `JobStore` at once, with a hash of their
+content; on a rerun, a record whose position and content are unchanged is skipped, a changed
+one (edited text, a corrected line, a moved record) is done again and reported in
+``RunSummary.redone``, and records past the end of a shortened input are dropped and reported in
+``RunSummary.removed``. Redoing costs nothing already paid for: the LLM response cache is keyed
+by the request, not the position. A line that is not a valid record (bad UTF-8, JSON, structure)
+is stored as ``invalid`` with its line and the reason (the job goes on); an `LLMError` (endpoint
+down after all retries) stops the job, keeping everything finished so far.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +30,24 @@ from .schema import Record, loose_id, parse_json, record_label, validate_record
 Process = Callable[[int, Record], Awaitable[ItemResult]]
 
 
+REPORT_IDS = 1000  # at most this many ids are listed in `RunSummary.redone` / `removed`
+
+
 @dataclass(frozen=True)
 class RunSummary:
     total: int
     processed_now: int
-    already_done: int
+    already_done: int  # finished before and unchanged, so kept
+    redone: tuple[str, ...] = ()  # ids of records done again because their content changed (first REPORT_IDS)
+    redone_count: int = 0
+    removed: tuple[str, ...] = ()  # ids of finished records no longer in the input (first REPORT_IDS)
+    removed_count: int = 0
+
+
+def content_hash(line: JsonlLine) -> str:
+    """A hash of what a line holds (the parsed object, or why it is not one): equal content, equal hash."""
+    blob = json.dumps(line.obj, sort_keys=True, ensure_ascii=True) if line.obj is not None else f"!{line.problem}"
+    return hashlib.sha256(blob.encode("ascii", "backslashreplace")).hexdigest()[:32]
 
 
 def count_lines(path: Path) -> int:
@@ -52,6 +71,25 @@ def _parse(line: JsonlLine, where: str) -> Record | str:
     return record if not problems else "; ".join(problems)
 
 
+def _safe(text: str) -> str:
+    """``text`` storable as UTF-8: a lone surrogate (from a ``\\udXXX`` escape) is written as that escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _stored_matches(store: JobStore, idx: int, rid: str, digest: str) -> bool | None:
+    """None: nothing stored at ``idx``; True: finished with this content (kept); False: content changed."""
+    stored = store.finished(idx)
+    if stored is None:
+        return None
+    stored_id, stored_hash = stored
+    if stored_hash is None:  # stored before content hashes: the id is all there is to compare
+        if stored_id != rid:
+            return False
+        store.set_hash(idx, digest)
+        return True
+    return stored_hash == digest
+
+
 async def run_records(
     input_path: str | Path,
     store: JobStore,
@@ -66,37 +104,47 @@ async def run_records(
     if not path.is_file():
         raise RecordError(f"{path}: input file not found")
     total = count_lines(path)
-    already = store.count()
-    queue: asyncio.Queue[tuple[int, Record] | None] = asyncio.Queue(maxsize=2 * workers)
-    bar = tqdm(total=total, initial=already, desc=desc, unit="rec", disable=not progress)
-    done_now = 0
+    queue: asyncio.Queue[tuple[int, Record, str] | None] = asyncio.Queue(maxsize=2 * workers)
+    bar = tqdm(total=total, desc=desc, unit="rec", disable=not progress)
+    done_now = kept = redone_count = 0
+    redone: list[str] = []
+    removed: list[str] = []
+    removed_count = 0
 
     async def produce() -> None:
+        nonlocal kept, redone_count, removed_count
+        last = 0
         for idx, line in enumerate(scan_jsonl(path), 1):
-            rid = loose_id(line.obj)
-            stored = store.finished_id(idx)
-            if stored is not None:
-                if stored != rid:
-                    raise RecordError(
-                        f"{path}:{line.number}: the input changed since this job started (record {idx} was "
-                        f"{stored!r}, now {rid!r}); use a new output folder"
-                    )
-                continue
-            parsed = _parse(line, f"{path}:{line.number}")
-            if isinstance(parsed, str):
-                store.put(idx, ItemResult(rec_id=rid, status="invalid", info={"error": parsed, "line": line.number}))
+            last = idx
+            rid = _safe(loose_id(line.obj))
+            digest = content_hash(line)
+            match = _stored_matches(store, idx, rid, digest)
+            if match:
+                kept += 1
                 bar.update(1)
                 continue
-            await queue.put((idx, parsed))
+            if match is False:
+                redone_count += 1
+                if len(redone) < REPORT_IDS:
+                    redone.append(rid or f"(line {line.number})")
+            parsed = _parse(line, f"{path}:{line.number}")
+            if isinstance(parsed, str):
+                info = {"error": _safe(parsed), "line": line.number}
+                store.put(idx, ItemResult(rec_id=rid, status="invalid", info=info), digest)
+                bar.update(1)
+                continue
+            await queue.put((idx, parsed, digest))
+        ids, removed_count = store.remove_after(last, REPORT_IDS)
+        removed.extend(ids)
         for _ in range(workers):
             await queue.put(None)
 
     async def work() -> None:
         nonlocal done_now
         while (item := await queue.get()) is not None:
-            idx, record = item
+            idx, record, digest = item
             result = await process(idx, record)
-            store.put(idx, result)
+            store.put(idx, result, digest)
             done_now += 1
             bar.update(1)
 
@@ -111,4 +159,13 @@ async def run_records(
             raise
     finally:
         bar.close()
-    return RunSummary(total=total, processed_now=done_now, already_done=already)
+    store.check_file()
+    return RunSummary(
+        total=total,
+        processed_now=done_now,
+        already_done=kept,
+        redone=tuple(redone),
+        redone_count=redone_count,
+        removed=tuple(removed),
+        removed_count=removed_count,
+    )

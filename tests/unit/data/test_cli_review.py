@@ -30,7 +30,7 @@ def test_validate_command_reports_lines_and_ids(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "line 2 (id ?): not valid JSON" in out
     assert "line 3 (id x): split 'dev' is not one of" in out
-    assert "3 records, 2 bad record(s)" in out
+    assert "3 records, 1 valid, 2 bad record(s)" in out
     assert main(["data", "validate", str(path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["bad_records"] == 2
 

@@ -11,7 +11,7 @@ from bimedix2.data.io import write_jsonl
 from bimedix2.data.jobstore import ItemResult, JobStore
 from bimedix2.data.runner import run_records
 from bimedix2.data.schema import Record, Turn
-from bimedix2.errors import LLMError, RecordError
+from bimedix2.errors import LLMError
 
 
 def write(path: Path, n: int) -> None:
@@ -68,15 +68,37 @@ def test_llm_error_stops_the_job_and_a_rerun_finishes_it(tmp_path: Path) -> None
         assert [i.result.rec_id for i in store.items()] == [f"r{i}" for i in range(50)]
 
 
-def test_a_changed_input_is_refused_on_resume(tmp_path: Path) -> None:
+def test_a_reordered_input_is_redone_per_record_not_refused(tmp_path: Path) -> None:
     write(tmp_path / "in.jsonl", 5)
+    seen: list[str] = []
 
     async def process(idx: int, record: Record) -> ItemResult:
+        seen.append(record.id)
         return ItemResult(rec_id=record.id, status="done")
 
     with JobStore(tmp_path / "job.sqlite") as store:
         asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))
         lines = (tmp_path / "in.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         (tmp_path / "in.jsonl").write_text("".join(lines[1:] + lines[:1]), encoding="utf-8")
-        with pytest.raises(RecordError, match=r"in.jsonl:1: the input changed since this job started"):
-            asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))
+        seen.clear()
+        summary = asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=2, desc="t", progress=False))
+        # every position now holds another record: all five are redone and reported, none kept stale
+        assert sorted(seen) == [f"r{i}" for i in range(5)] and summary.redone == ("r1", "r2", "r3", "r4", "r0")
+        assert [i.result.rec_id for i in store.items()] == ["r1", "r2", "r3", "r4", "r0"]
+
+
+def test_a_job_stored_before_content_hashes_resumes_by_id(tmp_path: Path) -> None:
+    write(tmp_path / "in.jsonl", 3)
+    with JobStore(tmp_path / "job.sqlite") as store:
+        store.put(1, ItemResult(rec_id="r0", status="done"))  # no hash, as older versions stored rows
+        store.put(2, ItemResult(rec_id="other", status="done"))
+    seen: list[str] = []
+
+    async def process(idx: int, record: Record) -> ItemResult:
+        seen.append(record.id)
+        return ItemResult(rec_id=record.id, status="done")
+
+    with JobStore(tmp_path / "job.sqlite") as store:
+        summary = asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=1, desc="t", progress=False))
+        assert seen == ["r1", "r2"] and summary.already_done == 1 and summary.redone == ("r1",)
+        assert all(store.finished(i)[1] for i in (1, 2, 3))  # hashes filled in

@@ -51,8 +51,8 @@ def config(server: FakeOpenAIServer, **kw) -> TranslateConfig:
 
 
 @pytest.fixture()
-def server():
-    with FakeOpenAIServer(translation_responder) as s:
+def server(repair_aware):
+    with FakeOpenAIServer(repair_aware(translation_responder)) as s:
         yield s
 
 
@@ -161,10 +161,10 @@ def test_missing_numbers_force_refinement(tmp_path: Path) -> None:
     assert stats["share_recovered_of_below"] == 1.0
 
 
-def test_malformed_and_faulty_replies_are_retried_then_recorded(tmp_path: Path) -> None:
+def test_malformed_and_faulty_replies_are_retried_then_recorded(tmp_path: Path, repair_aware) -> None:
     records = english_records(3)
     write_jsonl(records, tmp_path / "in.jsonl")
-    with FakeOpenAIServer(translation_responder) as server:
+    with FakeOpenAIServer(repair_aware(translation_responder)) as server:
         # record 0: translation malformed on every attempt -> failed, sent to humans
         server.fault_when(lambda b: "Case 0:" in str(b) and b["messages"][0]["content"] == TRANSLATE_SYSTEM,
                           "malformed", times=3)  # fmt: skip

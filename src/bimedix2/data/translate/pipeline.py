@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import re
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,9 @@ from ...fileio import atomic_write_text
 from ...llm_client import LLMClient, LLMConfig
 from ...types import RESEARCH_NOTICE
 from ..io import write_jsonl
-from ..jobstore import ItemResult, JobStore
+from ..joblock import JobLock
+from ..jobstore import ItemResult, JobStore, save_error
+from ..jsonask import chat_json_repaired
 from ..runner import RunSummary, run_records
 from ..schema import Record, Turn, record_from_json, record_to_json
 from .prompts import refine_messages, score_messages, translate_messages
@@ -150,8 +153,8 @@ class _Scored:
 
 
 async def _score(llm: LLMClient, cfg: TranslateConfig, pairs, turns: list[str], threshold: int) -> _Scored | str:  # noqa: ANN001
-    reply = await llm.chat_json(
-        score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts, **cfg.json_params()
+    reply = await chat_json_repaired(
+        llm, score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts, **cfg.json_params()
     )
     if not reply.ok:
         return f"scoring failed: {reply.error}"
@@ -171,8 +174,12 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
     pairs = [(t.speaker, t.value) for t in record.conversations]
     source = [v for _, v in pairs]
     threshold = cfg.threshold(record.split)
-    first = await llm.chat_json(
-        translate_messages(pairs), validate=_turns_validator(source), attempts=cfg.json_attempts, **cfg.json_params()
+    first = await chat_json_repaired(
+        llm,
+        translate_messages(pairs),
+        validate=_turns_validator(source),
+        attempts=cfg.json_attempts,
+        **cfg.json_params(),
     )
     if not first.ok:
         return ItemResult(
@@ -192,7 +199,8 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
     best, history, rounds = scored, [scored.score], 0
     while best.score < threshold and rounds < cfg.max_rounds:
         rounds += 1
-        refined = await llm.chat_json(
+        refined = await chat_json_repaired(
+            llm,
             refine_messages(pairs, best.turns, best.score, best.issues),
             validate=_turns_validator(source),
             attempts=cfg.json_attempts,
@@ -265,27 +273,48 @@ def resolve_config(cfg: TranslateConfig, out_dir: Path) -> TranslateConfig:
 async def run_translation_async(
     input_path: str | Path, out_dir: str | Path, cfg: TranslateConfig, *, progress: bool = True
 ) -> tuple[RunSummary, dict[str, Any]]:
-    """Translate every record of ``input_path`` into ``out_dir`` (resumable), then export."""
+    """Translate every record of ``input_path`` into ``out_dir`` (resumable), then export.
+
+    One run per folder at a time (`JobLock`). Records changed since an earlier run are
+    translated again (``redone_this_run`` in the stats), removed ones dropped (``removed_this_run``).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = resolve_config(cfg, out)
-    with JobStore(out / JOB_DB) as store:
+    with JobLock(out), JobStore(out / JOB_DB) as store:
         store.check_config(cfg.result_settings())
         save_config(cfg, out / "config.yaml")
         async with LLMClient(cfg.llm) as llm:
 
             async def process(idx: int, record: Record) -> ItemResult:
-                return await translate_record(llm, record, cfg)
+                try:
+                    return await translate_record(llm, record, cfg)
+                except sqlite3.Error as exc:  # the response cache could not be written (or read)
+                    raise save_error("the LLM response cache", Path(str(cfg.llm.cache_path)).parent, exc) from None
 
             summary = await run_records(
                 input_path, store, process, workers=cfg.llm.max_concurrency, desc="translate", progress=progress
             )
             usage = llm.usage.as_dict()
-        export_translations(store, out / OUTPUT)
         stats = translation_stats(store)
-    stats["llm_usage_this_run"] = usage
-    atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
+        stats["llm_usage_this_run"] = usage
+        stats.update(run_report(summary))
+        try:
+            export_translations(store, out / OUTPUT)
+            atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
+        except OSError as exc:
+            raise save_error("the export", out, exc) from None
     return summary, stats
+
+
+def run_report(summary: RunSummary) -> dict[str, Any]:
+    """What a run changed, for ``stats.json``: records redone because their content changed, and removed."""
+    return {
+        "redone_this_run": list(summary.redone),
+        "redone_count": summary.redone_count,
+        "removed_this_run": list(summary.removed),
+        "removed_count": summary.removed_count,
+    }
 
 
 def run_translation(
@@ -345,6 +374,7 @@ def translation_stats(store: JobStore) -> dict[str, Any]:
         "notice": RESEARCH_NOTICE,
         "records_translated": n,
         "invalid_input_records": store.count("invalid"),
+        "invalid_input": store.invalid_lines(),
         "skipped_not_english": store.count("skipped"),
         "share_below_threshold_at_first": share(below, n),
         "mean_refinement_rounds": round(rounds_all, 4) if rounds_all is not None else None,
