@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config import from_dict, load_yaml
 from ..errors import ConfigError
+from ..eval.bootstrap import DEFAULT_RESAMPLES
 from ..eval.spec import Protocol, RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
@@ -39,6 +40,15 @@ class EvalRunOptions:
     )
     judge_url: str | None = field(default=None, metadata=opt("judge endpoint base URL (OpenAI-compatible, .../v1)"))
     judge_model: str | None = field(default=None, metadata=opt("judge model name at that endpoint"))
+    judge_swap: bool = field(
+        default=False,
+        metadata=opt("judged tasks: ask the judge again with the answers' positions exchanged; report position bias"),
+    )
+    bootstrap: int = field(
+        default=DEFAULT_RESAMPLES,
+        metadata=opt("bootstrap resamples for the 95%% intervals of every metric (0: none)", metavar="N"),
+    )
+    bootstrap_seed: int = field(default=0, metadata=opt("seed of the bootstrap resamples", metavar="S"))
     radgraph: str | None = field(
         default=None,
         metadata=opt(
@@ -76,6 +86,9 @@ class EvalRunOptions:
             judge_model=self.judge_model,
             clinical_models={n: getattr(self, n) for n in CLINICAL_FLAGS if getattr(self, n)},
             protocol=self.protocol,
+            bootstrap=self.bootstrap,
+            bootstrap_seed=self.bootstrap_seed,
+            judge_swap=self.judge_swap,
         )
 
 
@@ -104,6 +117,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("--out", type=Path, required=True, help="output directory")
     rep.add_argument("--with-reference", action="store_true", help="add the shipped BiMediX2 reference file")
     rep.set_defaults(func=run_report)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="B - A per task and metric on the shared samples: paired-bootstrap 95%% CI and p-value",
+    )
+    cmp.add_argument("run_a", type=Path, help="run A: its results.json or its --out folder")
+    cmp.add_argument("run_b", type=Path, help="run B: its results.json or its --out folder")
+    cmp.add_argument("--task", action="append", default=[], help="only this task (repeatable; default: all shared)")
+    cmp.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES, metavar="N", help="resamples (default 1000)")
+    cmp.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the resamples (default 0)")
+    cmp.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON to this file")
+    cmp.set_defaults(func=run_compare)
 
     tasks = sub.add_parser("tasks", help="list the built-in tasks")
     tasks.set_defaults(func=run_tasks)
@@ -174,6 +199,8 @@ def run_options(args: argparse.Namespace) -> EvalRunOptions:
         raise ConfigError("--out is required (or `out:` in --config)")
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
+    if options.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {options.bootstrap}")
     return options
 
 
@@ -205,6 +232,18 @@ def run_report(args: argparse.Namespace) -> int:
 
     for kind, path in render_report(args.results, args.out, with_reference=args.with_reference).items():
         print(f"{kind}: {path}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ..eval.compare import compare_runs, format_comparison
+    from ..fileio import atomic_write_json
+
+    result = compare_runs(args.run_a, args.run_b, args.task, args.bootstrap, args.bootstrap_seed)
+    print(format_comparison(result))
+    if args.out is not None:
+        atomic_write_json(args.out, result)
+        print(f"comparison: {args.out}")
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from ..errors import EvalDataError
-from ..fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, iter_jsonl
 from ..types import RESEARCH_NOTICE, GenParams, Message, Reply
 
 RESULTS_FORMAT = "bimedix2-eval-results/1"
@@ -36,6 +36,7 @@ __all__ = [
     "generate_cached",
     "load_results",
     "new_results",
+    "read_scored",
     "save_results",
     "write_jsonl",
 ]
@@ -135,6 +136,11 @@ def generate_cached(
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write scored rows (one JSON object a line) atomically; returns how many."""
     return atomic_write_jsonl(path, rows)
+
+
+def read_scored(path: Path) -> list[dict[str, Any]]:
+    """A task's scored rows (`<task>/scored.jsonl`), file:line named in the error for a bad line."""
+    return [row for _, row in iter_jsonl(Path(path), EvalDataError)]
 
 
 def new_results(model: str) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalDataError
+from .bootstrap import bootstrap_ci
 from .kinds import TaskRun, get_kind
-from .results import Generator, load_results, new_results, save_results
+from .results import Generator, load_results, new_results, read_scored, save_results
 from .spec import RunConfig, TaskSpec
 from .tasks import load_task
 
@@ -26,6 +27,7 @@ __all__ = [
     "run_eval",
     "run_task",
     "seed_everything",
+    "with_intervals",
 ]
 
 
@@ -47,13 +49,26 @@ def run_task(spec: TaskSpec, engine: Generator | None, cfg: RunConfig) -> dict[s
     """Run one task under the run's protocol through its kind and return its results entry."""
     spec = spec if spec.protocol == cfg.protocol else spec.for_protocol(cfg.protocol)
     result = get_kind(spec.kind).run(TaskRun(spec, cfg), engine)
-    return {
+    entry = {
         "kind": spec.kind,
         "title": spec.title,
         "protocol": spec.protocol,
         **result,
         "predictions": f"{spec.name}/scored.jsonl",
     }
+    return with_intervals(entry, cfg.out_dir / spec.name / "scored.jsonl", cfg.bootstrap, cfg.bootstrap_seed)
+
+
+def with_intervals(entry: dict[str, Any], scored: Path, n_resamples: int, seed: int) -> dict[str, Any]:
+    """The entry with `ci95` (the metrics' nesting, [lo, hi] leaves) and `bootstrap` (how) added, from
+    its scored rows, when `n_resamples` > 0 and its kind can resample them; otherwise unchanged."""
+    if n_resamples <= 0 or not scored.is_file():
+        return entry
+    rows = read_scored(scored)
+    resampling = get_kind(str(entry["kind"])).resampling(entry, rows) if rows else None
+    if resampling is None:
+        return entry
+    return {**entry, **bootstrap_ci(resampling, n_resamples, seed)}
 
 
 def results_protocol(results: dict[str, Any]) -> str:

@@ -112,6 +112,11 @@ class RunConfig:
     # "paper": the released BiMediX2 code's prompts and generation settings for each task;
     # "toolkit": our own improvements (greedy decoding, language steering, tolerant parsing).
     protocol: Protocol = "paper"
+    # bootstrap 95% intervals for every metric: resamples (0: none) and their seed (eval.bootstrap)
+    bootstrap: int = 1000
+    bootstrap_seed: int = 0
+    # judged tasks: ask the judge a second time with the two answers' positions exchanged
+    judge_swap: bool = False
 
     def data_path(self, task: str) -> Path | None:
         """Where task `task`'s data lives, if given."""

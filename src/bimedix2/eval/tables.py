@@ -31,6 +31,16 @@ class ModelResults:
         """The metrics of `task` ({} when the file has no such task)."""
         return self.tasks.get(task, {}).get("metrics", {})
 
+    def ci(self, task: str, *path: str) -> Any:
+        """The bootstrap 95% interval(s) of `task` under `path` (the metrics' nesting): a [lo, hi] pair, a
+        mapping of them, or None (no interval: run without --bootstrap, or an older results file)."""
+        node: Any = self.tasks.get(task, {}).get("ci95")
+        for key in path:
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(key)
+        return node
+
     def protocol(self) -> str:
         """The protocol its entries ran under ("paper", "toolkit", "mixed"); "published" for entries
         citing a `source` (the shipped paper numbers); "" when none says."""
@@ -54,6 +64,14 @@ def pct(value: Any, scale: float = 100.0, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{float(value) * scale:.{digits}f}"
+
+
+def cell(value: Any, ci: Any = None, scale: float = 100.0, digits: int = 1) -> str:
+    """A metric cell: "71.0 [66.0, 76.0]" with its bootstrap 95% interval, "71.0" without one, "-" when missing."""
+    text = pct(value, scale, digits)
+    if text == "-" or not isinstance(ci, Sequence) or isinstance(ci, str) or len(ci) != 2 or None in ci:
+        return text
+    return f"{text} [{pct(ci[0], scale, digits)}, {pct(ci[1], scale, digits)}]"
 
 
 def language_name(code: str) -> str:

@@ -9,13 +9,14 @@ subclass `GenerationKind` and fill in its steps; the caching, batching and writi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
 from ...types import GenParams, Message
+from ..bootstrap import Resampling
 from ..datasets import EvalSample
 from ..results import Generator, SampleCache, generate_cached, write_jsonl
 from ..spec import NoOptions, RunConfig, TaskSpec
@@ -68,6 +69,12 @@ class EvalKind(ABC):
     @abstractmethod
     def run(self, task: TaskRun, engine: Generator | None) -> dict[str, Any]:
         """Run the task; the results entry ({"metrics": ..., "n": ..., ...}); writes `<task>/scored.jsonl`."""
+
+    def resampling(self, entry: Mapping[str, Any], rows: list[dict[str, Any]]) -> Resampling | None:
+        """How this kind's metrics are recomputed from `rows` (its `scored.jsonl`, or a subset of it) for
+        bootstrap intervals and paired comparisons; None when it has no per-sample scores to resample.
+        `entry` is the task's results entry (its protocol, metrics)."""
+        return None
 
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         """Report tables over every results file (each holding only this kind's entries); [] when empty."""

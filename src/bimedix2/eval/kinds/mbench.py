@@ -16,26 +16,34 @@ Data: the released `data/test_sets` folder or either of its files, or `en.jsonl`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...errors import EvalDataError
 from ...types import Message
+from ..bootstrap import Path_, Resampling, weighted_mean
 from ..datasets import EvalSample, read_mbench
 from ..judge import JudgeOptions, judge_all, judge_info, require_judge
 from ..mbench import (
+    DISPLAY,
+    DOMAIN_ORDER,
     JUDGE_MODEL,
+    TABLE_GROUPS,
+    TYPE_NAMES,
     Scored,
     first_domain,
     judge_messages,
     parse_first_line,
+    ratio,
     summarize,
     toolkit_summary,
     toolkit_type,
 )
 from ..metrics.judge import parse_pair_scores
-from ..tables import ModelResults, Table, language_name, pct, protocol_note
+from ..tables import ModelResults, Table, cell, language_name, protocol_note
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -133,12 +141,47 @@ class MBench(GenerationKind):
             lang: toolkit_summary(group, tolerant[lang]) if toolkit else summarize(group)
             for lang, group in by_language.items()
         }
+        unparsed = sum(r["reference_score"] is None or r["candidate_score"] is None for r in rows)
         return {
             "metrics": metrics,
             "n": len(samples),
+            "judge_replies": {"n": len(rows), "unparsed": unparsed},
             "judge": judge_info(task.cfg, task.options.judge),
             "score_parsing": "first line, then tolerant" if toolkit else "first line (summarize_gpt_review.py)",
         }
+
+    def resampling(self, entry: Mapping[str, Any], rows: list[dict[str, Any]]) -> Resampling:
+        """Each group's numbers are means over its scored samples (`summarize`); languages resampled apart."""
+        toolkit = entry.get("protocol") == "toolkit"
+        kept = [_kept(r, toolkit) for r in rows]  # (s1, s2) of a sample the summary counts, else None
+        members: dict[tuple[str, str], list[bool]] = {}  # (language, group) -> which rows are in it
+        for i, (r, pair) in enumerate(zip(rows, kept, strict=True)):
+            if pair is None:
+                continue
+            label = toolkit_type(r["type"]) if toolkit else r["type"]
+            for group in (label, "overall", str(r["domain"])):
+                members.setdefault((r["language"], group), [False] * len(rows))[i] = True
+        s1 = [p[0] if p else None for p in kept]
+        s2 = [p[1] if p else None for p in kept]
+        rel = [ratio(*p) * 100 if p else None for p in kept]
+
+        def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
+            out: dict[Path_, np.ndarray] = {}
+            for (lang, group), inside in members.items():
+                where = "groups" if group in TABLE_GROUPS else "other_groups"
+                for name, values in (("reference_score", s1), ("candidate_score", s2), ("relative_score", rel)):
+                    masked = [v if m else None for v, m in zip(values, inside, strict=True)]
+                    out[(lang, where, group, name)] = weighted_mean(w, masked)
+                relative = out[(lang, where, group, "relative_score")]
+                if group == "overall":
+                    out[(lang, "overall")] = relative
+                elif group in TYPE_NAMES:
+                    out[(lang, "by_type", DISPLAY[group])] = relative
+                elif group in DOMAIN_ORDER:
+                    out[(lang, "by_domain", DISPLAY[group])] = relative
+            return out
+
+        return Resampling([str(r["id"]) for r in rows], statistic, strata=[str(r["language"]) for r in rows])
 
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         rows, notes = [], []
@@ -146,8 +189,14 @@ class MBench(GenerationKind):
             for task in res.tasks:
                 for lang, m in res.metrics(task).items():
                     by = {**m.get("by_type", {}), **m.get("by_domain", {})}
-                    cells = (pct(by.get(c), 1) for c in COLUMNS)
-                    rows.append((res.label, language_name(lang), *cells, pct(m.get("overall"), 1)))
+                    ci = res.ci(task, lang) or {}
+                    ci_by = {**(ci.get("by_type") or {}), **(ci.get("by_domain") or {})}
+                    if m.get("n") and not m.get("n_scored", m.get("n")):  # nothing the judge said could be read
+                        cells = ["n/a"] * (len(COLUMNS) + 1)
+                    else:
+                        cells = [cell(by.get(c), ci_by.get(c), 1) for c in COLUMNS]
+                        cells.append(cell(m.get("overall"), ci.get("overall"), 1))
+                    rows.append((res.label, language_name(lang), *cells))
                     notes += _row_notes(res.label, lang, m)
         if not rows:
             return []
@@ -175,12 +224,21 @@ class MBench(GenerationKind):
         return axes
 
 
+def _kept(row: Mapping[str, Any], toolkit: bool) -> tuple[float, float] | None:
+    """A scored row's (s1, s2) when the summary counts it: both scores read (toolkit: a reference above 0)."""
+    s1, s2 = row["reference_score"], row["candidate_score"]
+    if s1 is None or s2 is None or (toolkit and s1 == 0):
+        return None
+    return float(s1), float(s2)
+
+
 def _row_notes(label: str, lang: str, m: dict[str, Any]) -> list[str]:
     """Footnotes for one row: unparsed / tolerant / zero-reference counts, groups outside the table."""
     where = f"{label} / {language_name(lang)}"
     notes = []
     if m.get("n_unparsed"):
-        notes.append(f"{where}: {m['n_unparsed']} of {m.get('n')} judge replies unparsed (not scored).")
+        scored = "nothing scored: n/a, not 0" if not m.get("n_scored") else "scores over the parsed ones"
+        notes.append(f"{where}: {m['n_unparsed']} of {m.get('n')} judge replies unparsed ({scored}).")
     if m.get("n_tolerant"):
         notes.append(f"{where}: {m['n_tolerant']} scores read by the tolerant parser (toolkit protocol).")
     if m.get("n_zero_reference"):

@@ -9,15 +9,18 @@ OpenAI-compatible completions endpoint).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ...errors import EvalDataError
+from ..bootstrap import Path_, Resampling, weighted_mean
 from ..mcq import DATASET_TITLES, run_lm_eval, write_tasks
 from ..results import Generator, write_jsonl
 from ..spec import RunConfig
-from ..tables import LANG_NAMES, ModelResults, Table, language_name, pct, protocol_note
+from ..tables import LANG_NAMES, ModelResults, Table, cell, language_name, protocol_note
 from .base import EvalKind, TaskRun
 from .registry import register_kind
 
@@ -90,6 +93,26 @@ class MCQ(EvalKind):
         info["tasks"] = {name: {**spec.info(), **_task_numbers(raw, name)} for name, spec in tasks.items()}
         return {"metrics": mcq_metrics(accuracy), "n": len(rows), "protocol": protocol, "lm_eval": info}
 
+    def resampling(self, entry: Mapping[str, Any], rows: list[dict[str, Any]]) -> Resampling:
+        """Accuracy per lm-eval task = mean of lm-eval's per-sample `acc`; each task resampled on its own
+        (stratified), so the language averages and the bilingual row average fixed datasets, as `mcq_metrics`."""
+        keys = [(str(r["language"]), str(r["dataset"])) for r in rows]
+        acc = np.array([float(r["acc"]) for r in rows])
+        cells = {key: np.where([k == key for k in keys], acc, np.nan) for key in dict.fromkeys(keys)}
+
+        def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
+            accuracy: dict[str, dict[str, np.ndarray]] = {}
+            for (lang, dataset), values in cells.items():
+                accuracy.setdefault(lang, {})[dataset] = weighted_mean(w, values)
+            table = mcq_metrics(accuracy)  # the same averaging as the point estimates, on arrays
+            return {
+                (lang, name): np.asarray(v, dtype=np.float64) for lang, per in table.items() for name, v in per.items()
+            }
+
+        return Resampling(
+            [f"{r['task']}#{r['doc_id']}" for r in rows], statistic, strata=[str(r["task"]) for r in rows]
+        )
+
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         rows = []
         for res in results:
@@ -97,9 +120,11 @@ class MCQ(EvalKind):
                 metrics = res.metrics(task)
                 for lang in LANG_NAMES:
                     if lang in metrics:
-                        per = metrics[lang]
-                        cells = (pct(per.get(d)) for d in DATASET_TITLES)
-                        rows.append((res.label, language_name(lang), *cells, pct(per.get("average"))))
+                        per, ci = metrics[lang], res.ci(task, lang) or {}
+                        cells = (cell(per.get(d), ci.get(d)) for d in DATASET_TITLES)
+                        rows.append(
+                            (res.label, language_name(lang), *cells, cell(per.get("average"), ci.get("average")))
+                        )
         if not rows:
             return []
         return [

@@ -8,16 +8,18 @@ paper, its `toolkit:` block for toolkit); the scoring is the same under both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ...types import Message
+from ..bootstrap import Path_, Resampling, weighted_mean
 from ..datasets import EvalSample, read_dataset
 from ..metrics.clinical import CLINICAL_METRICS, UNAVAILABLE, ClinicalScorers
-from ..metrics.text import aggregate_text, score_text
-from ..tables import ModelResults, Table, pct, protocol_note
+from ..metrics.text import TEXT_METRICS, aggregate_text, score_text
+from ..tables import ModelResults, Table, cell, protocol_note
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -79,6 +81,23 @@ class TextGeneration(GenerationKind):
         unavailable = {k: why for k, why in UNAVAILABLE.items() if k not in computed}
         return {"metrics": metrics, "unavailable": unavailable, "n": len(samples)}
 
+    def resampling(self, entry: Mapping[str, Any], rows: list[dict[str, Any]]) -> Resampling:
+        """Every metric is a mean of per-sample scores (BLEU is sentence BLEU per sample, as MultiMedEval).
+
+        BERTScore's idf weights were computed once over all generated reports; resamples keep those
+        per-sample scores (recomputing idf and re-running the model 1,000 times is not practical)."""
+        names = [n for n in (*TEXT_METRICS, *CLINICAL_METRICS) if all(n in r for r in rows)]
+
+        def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
+            return {(name,): weighted_mean(w, [r[name] for r in rows]) for name in names}
+
+        notes = (
+            ("bertscore: idf weights from all generated reports, kept fixed in resamples",)
+            if "bertscore" in names
+            else ()
+        )
+        return Resampling([str(r["id"]) for r in rows], statistic, notes=notes)
+
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         rows, notes = [], []
         for res in results:
@@ -91,7 +110,8 @@ class TextGeneration(GenerationKind):
                 cells = [res.label, title]
                 for key, _ in METRICS:
                     scale = 1.0 if key in RAW_METRICS else 100.0
-                    cells.append("n/a" if key in unavailable else pct(metrics.get(key), scale, 3 if scale == 1 else 1))
+                    value, ci = metrics.get(key), res.ci(task, key)
+                    cells.append("n/a" if key in unavailable else cell(value, ci, scale, 3 if scale == 1 else 1))
                 rows.append(tuple(cells))
                 notes += [f"{res.label} / {title}: {key} {why}" for key, why in unavailable.items()]
         if not rows:

@@ -20,18 +20,21 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ...errors import EvalDataError
 from ...types import Message
+from ..bootstrap import Path_, Resampling, weighted_mean
 from ..datasets import EvalSample
 from ..datasets.uphill import LEVELS, UphillClaim, is_released_layout, read_uphill
 from ..judge import JudgeOptions, judge_all, judge_info, require_judge
 from ..metrics.judge import parse_stance
 from ..results import Generator
-from ..tables import ModelResults, Table, language_name, pct, protocol_note
+from ..tables import ModelResults, Table, cell, language_name, protocol_note
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -121,16 +124,24 @@ def _right(row: dict[str, Any]) -> bool:
     return row["stance"] == EXPECTED[row["veracity"]]
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy per level and overall, consistency, stance shares per level (rows of one language)."""
+def summarize(rows: Sequence[dict[str, Any]], over_parsed: bool = False) -> dict[str, Any]:
+    """Accuracy per level and overall, consistency, stance shares per level (rows of one language).
+
+    Default: as UPHILL's `utils` computes them (an unparsed reply stays in the denominators, never
+    right). `over_parsed=True` (what results.json reports): every share over the replies that could be
+    read; a share with none is None, never 0; `unparsed` (and `unparsed_per_level`) count the rest.
+    """
+    scored = [r for r in rows if r["stance"] is not None] if over_parsed else list(rows)
     by_claim: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in scored:
         by_claim.setdefault(r["claim_id"], []).append(r)
+    all_claims = {r["claim_id"] for r in rows}
     at_level = {str(lv): [r for r in rows if r["level"] == lv] for lv in range(len(LEVELS))}
+    scored_at = {str(lv): [r for r in scored if r["level"] == lv] for lv in range(len(LEVELS))}
     veracities = sorted({r["veracity"] for r in rows})
     out: dict[str, Any] = {
-        "accuracy_per_level": {lv: _share([_right(r) for r in at]) for lv, at in at_level.items()},
-        "accuracy": _share([_right(r) for r in rows]),
+        "accuracy_per_level": {lv: _share([_right(r) for r in at]) for lv, at in scored_at.items()},
+        "accuracy": _share([_right(r) for r in scored]),
         # utils.get_consistency: one distinct prediction (unparsed ones ignored) over the claim's levels
         "consistency": _share([len({r["stance"] for r in c} - {None}) == 1 for c in by_claim.values()]),
         "consistently_factual": _share([all(_right(r) for r in c) for c in by_claim.values()]),
@@ -140,12 +151,49 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         },
         "levels": list(LEVELS),
         "veracities": veracities,
-        "n_claims": len(by_claim),
+        "n_claims": len(all_claims),
         "n_queries": len(rows),
         "unparsed": sum(r["stance"] is None for r in rows),
     }
+    if over_parsed:
+        out["unparsed_per_level"] = {lv: sum(r["stance"] is None for r in at) for lv, at in at_level.items()}
     if len(veracities) > 1:
-        out["accuracy_by_veracity"] = {v: _share([_right(r) for r in rows if r["veracity"] == v]) for v in veracities}
+        out["accuracy_by_veracity"] = {v: _share([_right(r) for r in scored if r["veracity"] == v]) for v in veracities}
+    return out
+
+
+def metric_values(rows: Sequence[dict[str, Any]], stance_key: str = "stance") -> dict[Path_, list[float | None]]:
+    """Per row, the value each `summarize(..., over_parsed=True)` share averages (None: not counted).
+
+    Query-level shares put a value on every parsed query; claim-level ones (consistency,
+    consistently_factual) one value per claim, on its first row, so a weighted mean over rows is the
+    share over claims when a claim's rows share one weight (the bootstrap draws claims whole)."""
+    stance = [r[stance_key] for r in rows]
+    right = [None if s is None else float(s == EXPECTED[r["veracity"]]) for r, s in zip(rows, stance, strict=True)]
+    out: dict[Path_, list[float | None]] = {("accuracy",): right}
+    for lv in range(len(LEVELS)):
+        out[("accuracy_per_level", str(lv))] = [
+            x if r["level"] == lv else None for r, x in zip(rows, right, strict=True)
+        ]
+    veracities = sorted({r["veracity"] for r in rows})
+    if len(veracities) > 1:
+        for v in veracities:
+            out[("accuracy_by_veracity", v)] = [
+                x if r["veracity"] == v else None for r, x in zip(rows, right, strict=True)
+            ]
+    first: dict[str, int] = {}
+    claims: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r["claim_id"], i)
+        if stance[i] is not None:
+            claims.setdefault(r["claim_id"], []).append(i)
+    consistent: list[float | None] = [None] * len(rows)
+    factual: list[float | None] = [None] * len(rows)
+    for cid, members in claims.items():
+        consistent[first[cid]] = float(len({stance[i] for i in members}) == 1)
+        factual[first[cid]] = float(all(right[i] for i in members))
+    out[("consistency",)] = consistent
+    out[("consistently_factual",)] = factual
     return out
 
 
@@ -236,28 +284,69 @@ class Uphill(GenerationKind):
         by_language: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_language.setdefault(r["language"], []).append(r)
-        metrics = {lang: summarize(group) for lang, group in by_language.items()}
+        metrics = {lang: summarize(group, over_parsed=True) for lang, group in by_language.items()}
+        for lang, group in by_language.items():
+            # UPHILL's get_accuracy (an unparsed reply counts as not refuting), reported beside
+            metrics[lang]["accuracy_released_rule"] = summarize(group)["accuracy"]
         if _protocol(task) == "paper":  # the tolerant reading, reported beside (never instead of) UPHILL's
             for lang, group in by_language.items():
-                tolerant = summarize([{**r, "stance": r["stance_tolerant"]} for r in group])
+                tolerant = summarize([{**r, "stance": r["stance_tolerant"]} for r in group], over_parsed=True)
                 metrics[lang]["accuracy_tolerant_parse"] = tolerant["accuracy"]
-        return {"metrics": metrics, "n": len(samples), "judge": judge_info(task.cfg, task.options.judge)}
+        return {
+            "metrics": metrics,
+            "n": len(samples),
+            "judge_replies": {"n": len(rows), "unparsed": sum(r["stance"] is None for r in rows)},
+            "judge": judge_info(task.cfg, task.options.judge),
+        }
+
+    def resampling(self, entry: Mapping[str, Any], rows: list[dict[str, Any]]) -> Resampling:
+        """Claims resampled whole (a claim's five queries together), languages apart."""
+        langs = [str(r["language"]) for r in rows]
+        per_lang: dict[str, list[int]] = {}
+        for i, lang in enumerate(langs):
+            per_lang.setdefault(lang, []).append(i)
+        paper = entry.get("protocol") == "paper"
+        columns: dict[Path_, np.ndarray] = {}
+        for lang, idx in per_lang.items():
+            group = [rows[i] for i in idx]
+            values = {**metric_values(group)}
+            if paper:
+                values[("accuracy_tolerant_parse",)] = metric_values(group, "stance_tolerant")[("accuracy",)]
+            released = [float(r["stance"] is not None and _right(r)) for r in group]
+            values[("accuracy_released_rule",)] = released
+            for path, col in values.items():
+                full = np.full(len(rows), np.nan)
+                full[idx] = [np.nan if v is None else v for v in col]
+                columns[(lang, *path)] = full
+
+        def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
+            return {path: weighted_mean(w, col) for path, col in columns.items()}
+
+        ids = [str(r["id"]) for r in rows]
+        clusters = [f"{r['language']}:{r['claim_id']}" for r in rows]
+        return Resampling(ids, statistic, strata=langs, clusters=clusters, unit="claim")
 
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
-        rows = []
+        rows, counts = [], []
         for res in results:
             for task in res.tasks:
                 for lang, m in res.metrics(task).items():
-                    per = m.get("accuracy_per_level", {})
-                    rows.append(
-                        (
-                            res.label,
-                            language_name(lang),
-                            *(pct(per.get(str(i))) for i in range(len(LEVELS))),
-                            pct(m.get("accuracy")),
-                            pct(m.get("consistency")),
+                    per, ci = m.get("accuracy_per_level", {}), res.ci(task, lang) or {}
+                    ci_per = ci.get("accuracy_per_level") or {}
+                    unread = m.get("unparsed") or 0
+                    na = bool(unread) and unread == m.get("n_queries")  # no reply read: n/a, never 0
+                    values = [
+                        *((per.get(str(i)), ci_per.get(str(i))) for i in range(len(LEVELS))),
+                        (m.get("accuracy"), ci.get("accuracy")),
+                        (m.get("consistency"), ci.get("consistency")),
+                    ]
+                    rows.append((res.label, language_name(lang), *("n/a" if na else cell(v, c) for v, c in values)))
+                    if unread:
+                        how = "no accuracy (n/a)" if na else "shares over the parsed ones"
+                        counts.append(
+                            f"{res.label} / {language_name(lang)}: {unread} of {m.get('n_queries')} judge replies "
+                            f"unparsed ({how}; per level: {m.get('unparsed_per_level', {})})."
                         )
-                    )
         if not rows:
             return []
         notes = (
@@ -265,6 +354,7 @@ class Uphill(GenerationKind):
             "as judged; paper protocol: UPHILL's false claims and judge prompt.",
             "Consistency = share of claims with the same judged stance at all five levels.",
             protocol_note(results),
+            *counts,
         )
         return [
             Table(

@@ -7,16 +7,18 @@ greedily and briefly (the task YAML's `toolkit:` block).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ...types import Message
+from ..bootstrap import Path_, Resampling, weighted_mean
 from ..datasets import EvalSample, read_dataset
 from ..metrics.vqa import VQAScore, aggregate, score_improved, score_multimedeval, yes_no_instruction
-from ..tables import ModelResults, Table, pct, protocol_note
+from ..tables import ModelResults, Table, cell, protocol_note
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -101,6 +103,16 @@ class VQA(GenerationKind):
             "n": len(samples),
         }
 
+    def resampling(self, entry: Mapping[str, Any], rows: list[dict[str, Any]]) -> Resampling:
+        """Every metric is a mean of per-sample scores (closed/open ones over their questions only)."""
+
+        def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
+            return {
+                (mode, name): weighted_mean(w, values) for mode in MODES for name, values in _per_sample(rows, mode)
+            }
+
+        return Resampling([str(r["id"]) for r in rows], statistic)
+
     def tables(self, results: Sequence[ModelResults]) -> list[Table]:
         columns = _columns(results)
         out = []
@@ -109,7 +121,17 @@ class VQA(GenerationKind):
             for res in results:
                 per_task = [res.metrics(task).get(mode) for task in columns]
                 if any(m is not None for m in per_task):
-                    rows.append((res.label, *(pct((m or {}).get(key)) for m in per_task for key, _ in METRICS)))
+                    cis = [res.ci(task, mode) for task in columns]
+                    rows.append(
+                        (
+                            res.label,
+                            *(
+                                cell((m or {}).get(key), (ci or {}).get(key))
+                                for m, ci in zip(per_task, cis, strict=True)
+                                for key, _ in METRICS
+                            ),
+                        )
+                    )
             if rows:
                 header = ("Model", *(f"{col} {name}" for col in columns.values() for _, name in METRICS))
                 protocol = protocol_note(results, [row[0] for row in rows])
@@ -123,3 +145,20 @@ class VQA(GenerationKind):
             if value is not None:
                 axes.append((f"{title} closed acc", float(value) * 100.0))
         return axes
+
+
+def _per_sample(rows: Sequence[Mapping[str, Any]], mode: str) -> list[tuple[str, list[float | None]]]:
+    """(metric, per-sample value or None where the sample is outside the metric), as `aggregate` averages."""
+    scores = [r[mode] for r in rows]
+    closed = [bool(s["closed"]) for s in scores]
+    return [
+        ("bleu1", [s["bleu1"] for s in scores]),
+        (
+            "closed_accuracy",
+            [float(bool(s["closed_correct"])) if c else None for s, c in zip(scores, closed, strict=True)],
+        ),
+        ("open_recall", [None if c else s["recall"] for s, c in zip(scores, closed, strict=True)]),
+        ("recall", [s["recall"] for s in scores]),
+        ("open_accuracy", [None if c else float(bool(s["open_correct"])) for s, c in zip(scores, closed, strict=True)]),
+        ("f1", [s["f1"] for s in scores]),
+    ]
