@@ -254,6 +254,9 @@ class ChatSession:
         if answer.stopped:
             self.conv.stopped(question)
             print(STOPPED_NOTE, file=sys.stderr)
+        elif not answer.text.strip():  # an empty assistant turn would make the conversation invalid
+            self.conv.stopped(question)
+            print("(the answer is empty; it is left out of the conversation: /retry asks again)", file=sys.stderr)
         else:
             self.conv.answered(question, answer.text)
         print(f"[{RESEARCH_NOTICE}]", file=sys.stderr)

@@ -95,24 +95,21 @@ def apply_set(params: GenParams, arg: str) -> GenParams:
     if len(parts) != 2:
         raise ChatCommandError(f"usage: /set NAME VALUE, NAME one of {', '.join(SETTINGS)} (/set alone lists them)")
     name, value = _setting_name(parts[0]), parts[1]
+    number: float | int | None
     try:
-        if name == "temperature":
-            number: float | int | None = float(value)
-            if not number >= 0:  # also refuses nan
-                raise ChatCommandError("/set temperature: must be 0 (greedy) or more")
-        elif name == "top_p":
+        if name in ("temperature", "top_p"):
             number = float(value)
-            if not 0 < number <= 1:
-                raise ChatCommandError("/set top_p: must be more than 0 and at most 1")
-        elif name == "max_new_tokens":
-            number = int(value)
-            if number < 1:
-                raise ChatCommandError("/set max_new_tokens: must be at least 1")
         else:
-            number = None if value.lower() in ("none", "off", "-") else int(value)
+            number = None if name == "seed" and value.lower() in ("none", "off", "-") else int(value)
     except ValueError:
         kind = "a whole number" if name in ("max_new_tokens", "seed") else "a number"
         raise ChatCommandError(f"/set {name}: {value[:40]!r} is not {kind}") from None
+    if name == "temperature" and not number >= 0:  # also refuses nan
+        raise ChatCommandError("/set temperature: must be 0 (greedy) or more")
+    if name == "top_p" and not 0 < number <= 1:
+        raise ChatCommandError("/set top_p: must be more than 0 and at most 1")
+    if name == "max_new_tokens" and number < 1:
+        raise ChatCommandError("/set max_new_tokens: must be at least 1")
     return dataclasses.replace(params, **{name: number})
 
 
