@@ -50,9 +50,12 @@ class MarkdownRenderer:
         from rich.console import Console
         from rich.markdown import Markdown
 
+        console = Console(file=self.out, width=size.columns)
+        with console.capture() as captured:
+            console.print(Markdown(text))
+        rendered = captured.get().lstrip("\n")  # rich opens some blocks with a blank line
         self.out.write(f"\x1b[{rows}F\x1b[J")  # to the first streamed row, erase down
-        self.out.flush()
-        Console(file=self.out, width=size.columns, soft_wrap=False).print(Markdown(text))
+        self.out.write(rendered)
         self.out.flush()
         return True
 

@@ -242,3 +242,34 @@ def test_markdown_detection_and_rows() -> None:
     assert rows_used("a" * 10, 10) == 1 and rows_used("a" * 11, 10) == 2
     assert rows_used("x\n\ny", 10) == 3
     assert rows_used("字" * 6, 10) == 2  # wide characters take two cells
+
+
+class _Terminal:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.written.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_markdown_answer_is_erased_and_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from bimedix2.commands.chat_render import MarkdownRenderer
+
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr("shutil.get_terminal_size", lambda: os.terminal_size((20, 10)))
+    out = _Terminal()
+    answer = "**Causes**\n- iron deficiency anaemia"  # 10 cells + 27 cells at 20 columns: 1 + 2 rows
+    assert MarkdownRenderer(out, enabled=True).rerender(answer)
+    shown = "".join(out.written)
+    assert shown.startswith("\x1b[3F\x1b[J") and "**" not in shown and "Causes" in shown
+    assert not MarkdownRenderer(out, enabled=False).rerender(answer)
+    assert not MarkdownRenderer(out, enabled=True).rerender("no markup here")
+    assert not MarkdownRenderer(out, enabled=True).rerender("- item\n" * 10)  # 11 rows: scrolled off a 10-row screen
