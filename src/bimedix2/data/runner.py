@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,18 @@ class RunSummary:
     removed_count: int = 0
 
 
+_FILE_OFFSET = re.compile(r", offset \d+ in the file")
+
+
 def content_hash(line: JsonlLine) -> str:
-    """A hash of what a line holds (the parsed object, or why it is not one): equal content, equal hash."""
-    blob = json.dumps(line.obj, sort_keys=True, ensure_ascii=True) if line.obj is not None else f"!{line.problem}"
+    """A hash of what a line holds (the parsed object, or why it is not one): equal content, equal hash.
+
+    A bad line's file offset is left out: it moves when an earlier line changes length.
+    """
+    if line.obj is not None:
+        blob = json.dumps(line.obj, sort_keys=True, ensure_ascii=True)
+    else:
+        blob = "!" + _FILE_OFFSET.sub("", str(line.problem))
     return hashlib.sha256(blob.encode("ascii", "backslashreplace")).hexdigest()[:32]
 
 
@@ -119,8 +129,14 @@ async def run_records(
             rid = _safe(loose_id(line.obj))
             digest = content_hash(line)
             match = _stored_matches(store, idx, rid, digest)
-            if match:
+            if match and line.obj is not None:
                 kept += 1
+                bar.update(1)
+                continue
+            if match:  # the same bad line: stored again, as its file offset may have moved
+                kept += 1
+                info = {"error": _safe(str(line.problem)), "line": line.number}
+                store.put(idx, ItemResult(rec_id=rid, status="invalid", info=info), digest)
                 bar.update(1)
                 continue
             if match is False:

@@ -102,3 +102,24 @@ def test_a_job_stored_before_content_hashes_resumes_by_id(tmp_path: Path) -> Non
         summary = asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=1, desc="t", progress=False))
         assert seen == ["r1", "r2"] and summary.already_done == 1 and summary.redone == ("r1",)
         assert all(store.finished(i)[1] for i in (1, 2, 3))  # hashes filled in
+
+
+def test_an_unchanged_bad_line_is_not_redone_when_an_earlier_line_changes_length(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    write(path, 3)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b"q1", "سؤال".encode()[:3] + b"\xff")  # Arabic cut mid-character
+    path.write_bytes(b"".join(lines))
+
+    async def process(idx: int, record: Record) -> ItemResult:
+        return ItemResult(rec_id=record.id, status="done")
+
+    with JobStore(tmp_path / "job.sqlite") as store:
+        asyncio.run(run_records(path, store, process, workers=1, desc="t", progress=False))
+        path.write_bytes(b"".join([lines[0].replace(b'"q0"', '"سؤال أطول"'.encode()), *lines[1:]]))
+        summary = asyncio.run(run_records(path, store, process, workers=1, desc="t", progress=False))
+        assert summary.redone == ("r0",) and summary.already_done == 2  # the bad line moved in the file only
+        (bad,) = store.invalid_lines()
+        assert bad["line"] == 2 and "not valid UTF-8" in bad["error"]
+        offset = path.read_bytes().index(b"\xff") - 1  # the invalid sequence starts at the cut lead byte
+        assert f"offset {offset} in the file" in bad["error"]  # the stored report follows the move
