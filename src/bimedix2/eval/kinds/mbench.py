@@ -105,9 +105,11 @@ class MBench(GenerationKind):
         self, task: TaskRun, samples: list[EvalSample], predictions: dict[str, str], scorers: Any
     ) -> list[dict[str, Any]]:
         prompts = [judge_messages(s.meta["record"], predictions[s.id], s.language) for s in samples]
-        replies = judge_all(task.cfg, task.name, prompts, task.options.judge)
+        swap = [swapped_messages(s.meta["record"], predictions[s.id], s.language) for s in samples]
+        replies = judge_all(task.cfg, task.name, prompts + (swap if task.cfg.judge_swap else []), task.options.judge)
+        swapped, replies = replies[len(samples) :], replies[: len(samples)]
         rows = []
-        for s, reply in zip(samples, replies, strict=True):
+        for i, (s, reply) in enumerate(zip(samples, replies, strict=True)):
             rec = s.meta["record"]
             pair, parsed = _scores(reply, task.spec.protocol)
             rows.append(
@@ -126,6 +128,14 @@ class MBench(GenerationKind):
                     "score_parsing": parsed,
                 }
             )
+            if swapped:  # --judge-swap: the candidate was Assistant 1, the reference Assistant 2
+                pair, parsed = _scores(swapped[i], task.spec.protocol)
+                rows[-1].update(
+                    swap_judge_reply=swapped[i],
+                    swap_reference_score=pair[1] if pair else None,  # swapped back: reference = second score
+                    swap_candidate_score=pair[0] if pair else None,
+                    swap_score_parsing=parsed,
+                )
         return rows
 
     def aggregate(self, task: TaskRun, samples: list[EvalSample], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -142,8 +152,12 @@ class MBench(GenerationKind):
             for lang, group in by_language.items()
         }
         unparsed = sum(r["reference_score"] is None or r["candidate_score"] is None for r in rows)
+        swap = {}
+        if any("swap_judge_reply" in r for r in rows):
+            swap = {"judge_swap": {lang: swap_summary(group, toolkit) for lang, group in _by_language(rows).items()}}
         return {
             "metrics": metrics,
+            **swap,
             "n": len(samples),
             "judge_replies": {"n": len(rows), "unparsed": unparsed},
             "judge": judge_info(task.cfg, task.options.judge),
@@ -211,6 +225,40 @@ class MBench(GenerationKind):
                     *([note] if note else []),
                     *notes,
                 ),
+            ),
+            *self._swap_table(results),
+        ]
+
+    def _swap_table(self, results: Sequence[ModelResults]) -> list[Table]:
+        rows = []
+        for res in results:
+            for entry in res.tasks.values():
+                for lang, sw in (entry.get("judge_swap") or {}).items():
+                    original = (entry.get("metrics", {}).get(lang) or {}).get("overall")
+                    bias = sw.get("position_bias")
+                    rows.append(
+                        (
+                            res.label,
+                            language_name(lang),
+                            cell(original, None, 1),
+                            cell(sw.get("swapped_overall"), None, 1),
+                            cell((sw.get("swap_averaged") or {}).get("overall"), None, 1),
+                            "-" if bias is None else f"{bias:+.2f}",
+                            f"{sw.get('n_pairs')} of {sw.get('n')}",
+                        )
+                    )
+        if not rows:
+            return []
+        return [
+            Table(
+                "BiMed-MBench judge position-swap check (--judge-swap)",
+                ("Model", "Language", "Overall", "Overall, answers swapped", "Swap-averaged", "Position bias", "Pairs"),
+                tuple(rows),
+                (
+                    "Swapped: the candidate shown as Assistant 1, the reference as Assistant 2, scores swapped back.",
+                    "Position bias = mean judge points an answer gains when shown second (> 0: the second is "
+                    "favoured); swap-averaged = relative score of each sample's two scores averaged over the orders.",
+                ),
             )
         ]
 
@@ -222,6 +270,65 @@ class MBench(GenerationKind):
                     if value is not None:
                         axes.append((f"{key} ({lang.upper()})", float(value)))
         return axes
+
+
+def swapped_messages(record: Mapping[str, Any], candidate: str, language: str) -> list[dict[str, str]]:
+    """--judge-swap: the released request with the two answers' positions exchanged (the candidate as
+    Assistant 1, the reference as Assistant 2); everything else as released."""
+    return judge_messages({**record, "gpt4_answer": candidate}, str(record["gpt4_answer"]), language)
+
+
+def _by_language(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(str(r["language"]), []).append(r)
+    return out
+
+
+def swap_summary(rows: Sequence[Mapping[str, Any]], toolkit: bool) -> dict[str, Any]:
+    """One language's position-swap check over the samples whose reply was read in both orders.
+
+    `position_bias`: mean over those samples and both answers of (its score shown as Assistant 2 minus
+    its score shown as Assistant 1), in judge points; > 0: the judge favours the second position.
+    `swap_averaged`: the released summary on each sample's two scores averaged over the orders;
+    `swapped_overall`: the overall relative score with the answers exchanged (scores swapped back).
+    """
+    both = [r for r in rows if _kept(r, toolkit) and _kept(_swapped_row(r), toolkit)]
+    cand = [r["candidate_score"] - r["swap_candidate_score"] for r in both]  # candidate: 2nd minus 1st
+    ref = [r["swap_reference_score"] - r["reference_score"] for r in both]  # reference: 2nd minus 1st
+
+    def scored(r: Mapping[str, Any], s1: float | None, s2: float | None) -> Scored:
+        label = toolkit_type(r["type"]) if toolkit else r["type"]
+        return Scored(str(r["id"]), label, r["domain"], s1, s2)
+
+    averaged = [
+        scored(
+            r,
+            (r["reference_score"] + r["swap_reference_score"]) / 2,
+            (r["candidate_score"] + r["swap_candidate_score"]) / 2,
+        )
+        for r in both
+    ]
+    swapped = [scored(r, r["swap_reference_score"], r["swap_candidate_score"]) for r in rows]
+
+    def summary(group: list[Scored]) -> dict[str, Any]:
+        return toolkit_summary(group, 0) if toolkit else summarize(group)
+
+    avg = summary(averaged)
+    return {
+        "position_bias": (sum(cand) + sum(ref)) / (2 * len(both)) if both else None,
+        "candidate_second_minus_first": sum(cand) / len(both) if both else None,
+        "reference_second_minus_first": sum(ref) / len(both) if both else None,
+        "swap_averaged": {k: avg[k] for k in ("overall", "by_type", "by_domain", "groups")},
+        "swapped_overall": summary(swapped)["overall"],
+        "n_pairs": len(both),
+        "n_unparsed_swapped": sum(r["swap_reference_score"] is None for r in rows),
+        "n": len(rows),
+    }
+
+
+def _swapped_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"reference_score": row.get("swap_reference_score"), "candidate_score": row.get("swap_candidate_score")}
 
 
 def _kept(row: Mapping[str, Any], toolkit: bool) -> tuple[float, float] | None:

@@ -116,6 +116,36 @@ def released_stance(reply: str) -> str | None:
     return {"Agree": "agree", "Disagree": "disagree"}.get(label, "neutral")
 
 
+def judge_request(claim: str, response: str, paper: bool) -> list[dict[str, str]]:
+    """The judge's messages: UPHILL's entailment request (paper) or our one-word stance prompt (toolkit).
+    --judge-swap sends it again with `claim` and `response` exchanged."""
+    if paper:
+        return entailment_messages(claim, response)
+    return [{"role": "user", "content": STANCE_PROMPT.format(claim=claim, response=response)}]
+
+
+def swap_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One language's position-swap check over the queries whose stance was read in both orders.
+
+    `position_bias` = accuracy as asked minus accuracy with claim and answer exchanged (both over those
+    queries; > 0: the original order reads as more refuting); `swap_averaged_accuracy` = the mean of the
+    two; `order_agreement` = share of those queries given the same stance both ways."""
+    both = [r for r in rows if r["stance"] is not None and r.get("swap_stance") is not None]
+    right = [_right(r) for r in both]
+    swapped_right = [_right({**r, "stance": r["swap_stance"]}) for r in both]
+    original, swapped = _share(right), _share(swapped_right)
+    return {
+        "position_bias": None if original is None or swapped is None else original - swapped,
+        "accuracy_both_read": original,
+        "accuracy_swapped": swapped,
+        "swap_averaged_accuracy": None if original is None or swapped is None else (original + swapped) / 2,
+        "order_agreement": _share([r["stance"] == r["swap_stance"] for r in both]),
+        "n_pairs": len(both),
+        "n_unparsed_swapped": sum(r.get("swap_stance") is None for r in rows),
+        "n": len(rows),
+    }
+
+
 def _share(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
@@ -256,14 +286,12 @@ class Uphill(GenerationKind):
         self, task: TaskRun, samples: list[EvalSample], predictions: dict[str, str], scorers: Any
     ) -> list[dict[str, Any]]:
         paper = _protocol(task) == "paper"
-        prompts = [
-            entailment_messages(s.meta["claim"], predictions[s.id])
-            if paper
-            else [{"role": "user", "content": STANCE_PROMPT.format(claim=s.meta["claim"], response=predictions[s.id])}]
-            for s in samples
-        ]
+        prompts = [judge_request(s.meta["claim"], predictions[s.id], paper) for s in samples]
+        if task.cfg.judge_swap:  # the answer where the claim was, the claim where the answer was
+            prompts += [judge_request(predictions[s.id], s.meta["claim"], paper) for s in samples]
         replies = judge_all(task.cfg, task.name, prompts, task.options.judge)
-        return [
+        swapped, replies = replies[len(samples) :], replies[: len(samples)]
+        rows = [
             {
                 "id": s.id,
                 "claim_id": s.meta["claim_id"],
@@ -279,6 +307,9 @@ class Uphill(GenerationKind):
             }
             for s, reply in zip(samples, replies, strict=True)
         ]
+        for row, reply in zip(rows, swapped, strict=False):  # --judge-swap only
+            row.update(swap_judge_reply=reply, swap_stance=released_stance(reply) if paper else parse_stance(reply))
+        return rows
 
     def aggregate(self, task: TaskRun, samples: list[EvalSample], rows: list[dict[str, Any]]) -> dict[str, Any]:
         by_language: dict[str, list[dict[str, Any]]] = {}
@@ -292,8 +323,12 @@ class Uphill(GenerationKind):
             for lang, group in by_language.items():
                 tolerant = summarize([{**r, "stance": r["stance_tolerant"]} for r in group], over_parsed=True)
                 metrics[lang]["accuracy_tolerant_parse"] = tolerant["accuracy"]
+        swap = {}
+        if any("swap_judge_reply" in r for r in rows):
+            swap = {"judge_swap": {lang: swap_summary(group) for lang, group in by_language.items()}}
         return {
             "metrics": metrics,
+            **swap,
             "n": len(samples),
             "judge_replies": {"n": len(rows), "unparsed": sum(r["stance"] is None for r in rows)},
             "judge": judge_info(task.cfg, task.options.judge),
@@ -362,6 +397,40 @@ class Uphill(GenerationKind):
                 ("Model", "Language", *LEVEL_TITLES, "Overall", "Consistency"),
                 tuple(rows),
                 tuple(n for n in notes if n),
+            ),
+            *self._swap_table(results),
+        ]
+
+    def _swap_table(self, results: Sequence[ModelResults]) -> list[Table]:
+        rows = []
+        for res in results:
+            for entry in res.tasks.values():
+                for lang, sw in (entry.get("judge_swap") or {}).items():
+                    bias = sw.get("position_bias")
+                    rows.append(
+                        (
+                            res.label,
+                            language_name(lang),
+                            cell(sw.get("accuracy_both_read")),
+                            cell(sw.get("accuracy_swapped")),
+                            cell(sw.get("swap_averaged_accuracy")),
+                            "-" if bias is None else f"{bias * 100:+.1f}",
+                            cell(sw.get("order_agreement")),
+                            f"{sw.get('n_pairs')} of {sw.get('n')}",
+                        )
+                    )
+        if not rows:
+            return []
+        header = ("Model", "Language", "Accuracy", "Swapped", "Swap-averaged", "Position bias", "Same stance", "Pairs")
+        return [
+            Table(
+                "UPHILL judge position-swap check (--judge-swap; %)",
+                header,
+                tuple(rows),
+                (
+                    "Swapped: the judge asked again with the claim and the answer exchanged; over the queries read "
+                    "both ways. Position bias = accuracy as asked minus swapped (points).",
+                ),
             )
         ]
 
