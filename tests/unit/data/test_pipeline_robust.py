@@ -328,3 +328,23 @@ def test_disk_full_in_the_response_cache_is_a_clear_error(
     monkeypatch.setattr(llm_client._ResponseCache, "put", full)
     with pytest.raises(RecordError, match=r"disk full while saving the LLM response cache in .*job: free space"):
         run_translation(path, tmp_path / "job", config(server), progress=False)
+
+
+def test_translate_run_prints_redone_removed_and_invalid_lines(
+    server: FakeOpenAIServer, tmp_path: Path, capsys
+) -> None:
+    path = tmp_path / "in.jsonl"
+    lines = lines_of([english(0), english(1), english(2)], tmp_path)
+    path.write_bytes(b"".join(lines))
+    argv = ["translate", "run", str(path), str(tmp_path / "job"), "--base-url", server.base_url, "--model", "fake",
+            "--set", "review_sample_rate=0", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    edited = lines_of([english(0, "تغيّر النص: review in 9 weeks.")], tmp_path)[0]
+    path.write_bytes(edited + lines[1][:30] + b"\n")  # rec-0 edited, rec-1 cut short, rec-2 removed
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "translated 1 record(s) now (0 finished before, unchanged)" in out
+    assert "2 record(s) re-done (content changed since the last run): rec-0, (line 2)" in out
+    assert "1 record(s) removed from the input (dropped from the job): rec-2" in out
+    assert "invalid line 2: " in out and "not valid JSON" in out
