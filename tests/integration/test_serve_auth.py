@@ -1,5 +1,7 @@
 """Every route's guards, found by walking the app: API key, body-size limit, cross-site refusal, no CORS.
 
+(Host checks, Content-Type and the CORS middleware's refusals: test_serve_hostile.py.)
+
 A route that is not on OPEN_ROUTES must refuse a request without the key; a new route fails
 `test_every_route_is_classified` until it is either protected or added here on purpose.
 """
@@ -25,17 +27,17 @@ KEY = "s3cret-key"
 LIMIT = 100_000
 # Open on purpose: they reveal nothing about requests, prompts, images or patients.
 OPEN_ROUTES = {
-    ("GET", "/health"),  # liveness probe: model id and queue counts
-    ("GET", "/api/info"),  # web chat bootstrap: model id, vision, whether a key is needed
+    ("GET", "/health"),  # liveness probe: status only (model id and queue counts with the key)
+    ("GET", "/api/info"),  # web chat bootstrap: whether a key is needed, the notice (model id, vision with the key)
     ("GET", "/"),  # the web chat page
     ("GET", "/static"),  # the page's scripts and styles
-    ("GET", "/openapi.json"),  # the API schema
 }
 PROTECTED_ROUTES = {
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id:path}"),
     ("POST", "/v1/bimedix2/preview"),
+    ("GET", "/openapi.json"),  # the API schema (names the routes and fields)
 }
 
 
@@ -136,11 +138,14 @@ def test_open_routes_reveal_no_request_content(guarded: tuple[str, FastAPI]) -> 
     body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 2}
     assert httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}).is_success
     health = httpx.get(f"{base}/health").json()
-    assert set(health) == {"status", "model", "queued", "running"}
+    assert health == {"status": "ok"}  # a stranger: status only
     info = httpx.get(f"{base}/api/info").json()
-    assert set(info) == {"model", "vision", "auth", "notice"} and info["auth"] is True
-    for path in ("/health", "/api/info", "/", "/openapi.json"):
-        text = httpx.get(base + path).text
+    assert set(info) == {"auth", "notice"} and info["auth"] is True
+    key = {"Authorization": f"Bearer {KEY}"}
+    assert set(httpx.get(f"{base}/health", headers=key).json()) == {"status", "model", "queued", "running"}
+    assert set(httpx.get(f"{base}/api/info", headers=key).json()) == {"model", "vision", "auth", "notice"}
+    for path, headers in (("/health", key), ("/api/info", key), ("/", {}), ("/openapi.json", key)):
+        text = httpx.get(base + path, headers=headers).text
         assert "Qwertyuiop" not in text and "99887766" not in text and KEY not in text, path
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..config import load_yaml
 from ..errors import ConfigError
-from ..serve.config import MiB, ServeConfig, api_key_from_env
+from ..serve.config import MiB, ServeConfig, api_key_from_env, public_model_id
 from ..serve.vllm import VllmOptions
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
@@ -44,7 +44,12 @@ class NetworkOptions:
         ),
     )
     served_model_name: str | None = field(
-        default=None, metadata=opt("model id clients send; when not given: --model, else 'bimedix2'", metavar="NAME")
+        default=None,
+        metadata=opt(
+            "model id clients send; when not given: a hub --model as given, a local one's directory name "
+            "(never its path), else 'bimedix2'",
+            metavar="NAME",
+        ),
     )
 
 
@@ -90,14 +95,45 @@ class ServeOptions(NetworkOptions):
         ),
     )
     log_requests: bool = field(
-        default=_SERVE.log_requests, metadata=opt("log request sizes and counts (never prompts or images)")
+        default=_SERVE.log_requests,
+        metadata=opt(
+            "log each request's method, path (no query string), status and time, and message/image counts, "
+            "at info level on its own (no -v needed); never headers, prompts or images"
+        ),
+    )
+    allowed_host: tuple[str, ...] = field(
+        default=_SERVE.allowed_hosts,
+        metadata=opt(
+            "also answer to this Host name (repeatable; '*.example.com' patterns, '*' for any); besides the bind "
+            "address, and localhost/127.0.0.1/::1 for a loopback bind. Other Host headers get 400 (DNS rebinding)",
+            metavar="NAME",
+        ),
+    )
+    allow_origin: tuple[str, ...] = field(
+        default=_SERVE.allowed_origins,
+        metadata=opt(
+            "let browser pages from this origin (https://host[:port]; repeatable; '*' for any) call the API "
+            "cross-origin (CORS); other origins get 403",
+            metavar="ORIGIN",
+        ),
+    )
+    shutdown_grace_s: float = field(
+        default=_SERVE.shutdown_grace_s,
+        metadata=opt("on SIGTERM/Ctrl-C, wait this long for in-flight requests, then cancel them", metavar="S"),
+    )
+    keep_alive_s: float = field(
+        default=_SERVE.keep_alive_s, metadata=opt("close an idle keep-alive connection after this long", metavar="S")
+    )
+    body_timeout_s: float = field(
+        default=_SERVE.body_timeout_s,
+        metadata=opt("a request body must arrive whole within this long (408 otherwise)", metavar="S"),
     )
 
     def to_config(self, model: str | None, api_key: str | None) -> ServeConfig:
         """The server's `ServeConfig`; `ConfigError` for a value it refuses."""
         try:
             return ServeConfig(
-                model_id=self.served_model_name or model or _SERVE.model_id,
+                model_id=self.served_model_name or public_model_id(model) or _SERVE.model_id,
                 host=self.host,
                 port=self.port,
                 api_key=api_key,
@@ -111,6 +147,11 @@ class ServeOptions(NetworkOptions):
                 default_max_tokens=self.default_max_tokens,
                 steer_language=self.steer_language,
                 log_requests=self.log_requests,
+                allowed_hosts=self.allowed_host,
+                allowed_origins=self.allow_origin,
+                shutdown_grace_s=self.shutdown_grace_s,
+                keep_alive_s=self.keep_alive_s,
+                body_timeout_s=self.body_timeout_s,
             )
         except ValueError as exc:
             raise ConfigError(f"serve options: {exc}") from None
@@ -242,7 +283,9 @@ def run_serve(args: argparse.Namespace) -> int:
         host=config.host,
         port=config.port,
         log_level="info" if args.verbose else "warning",
-        access_log=config.log_requests,
+        access_log=False,  # uvicorn's access log writes query strings (?api_key=...); --log-requests has its own
+        timeout_keep_alive=config.keep_alive_s,  # type: ignore[arg-type]  # a float works (loop.call_later)
+        timeout_graceful_shutdown=config.shutdown_grace_s,  # type: ignore[arg-type]
     )
     return 0
 

@@ -19,6 +19,7 @@ from .batcher import Batcher
 from .config import ServeConfig
 from .deps import ServerState
 from .http_errors import install_error_handlers
+from .middleware import install_middleware
 from .routes import include_routes
 
 
@@ -38,10 +39,14 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
         finally:
             batcher.stop()
 
-    app = FastAPI(title="BiMediX2 (research use only)", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # the schema is served by routes.schema, behind the key (FastAPI's own /openapi.json would be open)
+    app = FastAPI(
+        title="BiMediX2 (research use only)", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.server = state
     app.state.batcher = batcher  # for tests and benchmarks (queue counters, stats)
     app.state.config = config
     install_error_handlers(app)
     include_routes(app)
+    install_middleware(app, config)
     return app

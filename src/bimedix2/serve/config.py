@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..types import GenParams
 
@@ -29,8 +30,13 @@ class ServeConfig:
     local_image_dirs: tuple[Path, ...] = ()  # file:// image URLs allowed only under these directories
     default_max_tokens: int = GenParams.max_new_tokens
     steer_language: bool = GenParams.steer_language
-    log_requests: bool = False  # log request metadata (never prompts or images)
+    log_requests: bool = False  # log method, path (no query), status and timing; never headers or content
     created: int = 0  # the models' `created` time; 0: when the app starts
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides the bind address (and loopback names); "*": any
+    allowed_origins: tuple[str, ...] = ()  # browser origins (scheme://host[:port]) allowed cross-origin, via CORS
+    shutdown_grace_s: float = 10.0  # on SIGTERM, wait this long for in-flight requests, then cancel them
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this long
+    body_timeout_s: float = 60.0  # the whole request body must arrive within this long (408 otherwise)
 
     def __post_init__(self) -> None:
         checks = {
@@ -41,10 +47,27 @@ class ServeConfig:
             "max_body_bytes must be positive": self.max_body_bytes > 0,
             "max_image_bytes must be positive": self.max_image_bytes > 0,
             "default_max_tokens must be at least 1": self.default_max_tokens >= 1,
+            "shutdown_grace_s must be 0 or more": self.shutdown_grace_s >= 0,
+            "keep_alive_s must be positive": self.keep_alive_s > 0,
+            "body_timeout_s must be positive": self.body_timeout_s > 0,
         }
         for message, ok in checks.items():
             if not ok:
                 raise ValueError(message)
+        for origin in self.allowed_origins:
+            if origin != "*" and (urlsplit(origin).scheme not in ("http", "https") or not urlsplit(origin).netloc):
+                raise ValueError(f"allowed origin {origin!r} must look like https://host[:port] (or be '*')")
+        for host in self.allowed_hosts:
+            if host != "*" and ("*" in host[1:] or (host.startswith("*") and not host.startswith("*."))):
+                raise ValueError(f"allowed host {host!r}: a wildcard must look like '*.example.com' (or be '*')")
+
+
+def public_model_id(model: str | None) -> str | None:
+    """The model id shown to clients for `--model`: a local checkpoint's directory (or file) name, never its path."""
+    if model is None:
+        return None
+    path = Path(model).expanduser()
+    return path.resolve().name if path.exists() else model
 
 
 def api_key_from_env() -> str | None:

@@ -2,20 +2,33 @@
 
 `GUARDS` (cross-site refusal, API key, body-size limit, in that order) is attached to each
 protected router when `routes.include_routes` adds it, so a route cannot be open by accident.
+JSON routes take `JsonBody` (415 unless the body is labelled `application/json`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from starlette.requests import ClientDisconnect
 
 from ..engine import Engine
 from ..errors import AuthenticationError, PayloadTooLargeError, PermissionDeniedError
 from .batcher import Batcher
 from .config import ServeConfig
+from .http_errors import BodyTimeoutError, ClientDisconnectedError, UnsupportedMediaTypeError
+
+log = logging.getLogger(__name__)
+CROSS_SITE_MESSAGE = (
+    "cross-origin browser requests are refused; call the API from a server or this server's own page "
+    "(or start it with --allow-origin ORIGIN for that site)"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 @dataclass(frozen=True)
@@ -36,33 +49,65 @@ def server_state(request: Request) -> ServerState:
 State = Annotated[ServerState, Depends(server_state)]
 
 
-async def refuse_cross_site(request: Request) -> None:
-    """403 for a request a browser sent from another site (CSRF): such a page must not drive the model.
+def _netloc(scheme: str, netloc: str) -> str:
+    """`host:port` with the scheme's default port spelled out, lower-case (for comparing origins)."""
+    host, sep, port = netloc.lower().rpartition(":")
+    if not sep or "]" in port:  # no port (an IPv6 literal's colons are inside brackets)
+        return f"{netloc.lower()}:{_DEFAULT_PORTS.get(scheme, '')}"
+    return f"{host}:{port}"
 
-    Browsers label every request with `Sec-Fetch-Site`; the web chat's own requests are
-    `same-origin`, API clients send none. No CORS headers are ever sent, so another site's page
-    cannot read a response either.
+
+def same_origin(origin: str, request: Request) -> bool:
+    """Whether a browser's `Origin` is this server as the request reached it (its validated Host header)."""
+    parts = urlsplit(origin)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
+        return False  # "null" (sandboxed frames, file: pages) and anything else unparseable
+    host = request.headers.get("host", "")
+    return _netloc(parts.scheme, parts.netloc) == _netloc(parts.scheme, host)
+
+
+async def refuse_cross_site(request: Request, state: State) -> None:
+    """403 for a request a browser sent from another origin (CSRF): such a page must not drive the model.
+
+    Browsers send `Origin` with every POST and every cross-origin fetch; the web chat is served by
+    this server, so its `Origin` is this server's own. API clients (the SDK, curl) send none.
+    Origins named by `--allow-origin` pass (CORS headers for them come from `CORSMiddleware`).
+    `Sec-Fetch-Site: cross-site` without an Origin is refused too.
     """
+    allowed = state.config.allowed_origins
+    origin = request.headers.get("origin")
+    if origin is not None and ("*" in allowed or origin in allowed):
+        return
+    if origin is not None and not same_origin(origin, request):
+        raise PermissionDeniedError(CROSS_SITE_MESSAGE, code="cross_site_request")
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
-        raise PermissionDeniedError(
-            "cross-site browser requests are refused; call the API from a server or this server's own page",
-            code="cross_site_request",
-        )
+        raise PermissionDeniedError(CROSS_SITE_MESSAGE, code="cross_site_request")
+
+
+def has_valid_key(request: Request, config: ServeConfig) -> bool:
+    """Whether the request may see everything: no key is configured, or `Authorization: Bearer KEY` matches."""
+    key = config.api_key
+    if key is None:
+        return True
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
 async def require_api_key(request: Request, state: State) -> None:
     """401 unless `Authorization: Bearer KEY` matches the configured key (constant-time compare)."""
-    key = state.config.api_key
-    if key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if not (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())):
+    if not has_valid_key(request, state.config):
         raise AuthenticationError("missing or wrong API key (send 'Authorization: Bearer KEY')")
 
 
 async def limited_body(request: Request, state: State) -> bytes:
-    """The request body; 413 once it is over `max_body_bytes` (by Content-Length, or as chunks arrive)."""
-    limit = state.config.max_body_bytes
+    """The request body; 413 once it is over `max_body_bytes` (by Content-Length, or as chunks arrive).
+
+    The whole body must arrive within `body_timeout_s` (408 otherwise), so a client that sends
+    half a body and stalls does not hold the request forever. A client that hangs up mid-body
+    is a client event, logged at info without a traceback.
+    """
+    config = state.config
+    limit = config.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise PayloadTooLargeError(
@@ -70,13 +115,41 @@ async def limited_body(request: Request, state: State) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes", code="request_too_large")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(config.body_timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"request body is over the limit of {limit} bytes", code="request_too_large"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeoutError(
+            f"the request body did not arrive within {config.body_timeout_s:g} s ({size} bytes received)"
+        ) from None
+    except ClientDisconnect:
+        log.info("client disconnected before its request body was complete (%d bytes received)", size)
+        raise ClientDisconnectedError("the client disconnected before the request body was complete") from None
     return b"".join(chunks)
 
 
 Body = Annotated[bytes, Depends(limited_body)]
+
+
+async def json_body(request: Request, body: Body) -> bytes:
+    """The body of a JSON route; 415 unless it is labelled `Content-Type: application/json`.
+
+    Browsers send `text/plain`, form and multipart bodies cross-origin without a preflight; a JSON
+    API that parsed them anyway would let any page post to it.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaTypeError(
+            f"Content-Type is {media_type or 'missing'}; send the body as JSON with 'Content-Type: application/json'"
+        )
+    return body
+
+
+JsonBody = Annotated[bytes, Depends(json_body)]
 GUARDS = (Depends(refuse_cross_site), Depends(require_api_key), Depends(limited_body))

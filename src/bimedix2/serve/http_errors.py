@@ -24,6 +24,28 @@ from ..errors import BiMediX2Error, RequestError
 from .protocol import error_payload
 
 log = logging.getLogger(__name__)
+
+
+class UnsupportedMediaTypeError(RequestError):
+    """A JSON route was sent a body labelled as something else (415)."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class BodyTimeoutError(RequestError):
+    """The request body did not arrive within the body timeout (408)."""
+
+    http_status = 408
+    code = "body_timeout"
+
+
+class ClientDisconnectedError(RequestError):
+    """The client hung up before its request was read; nobody is left to answer (logged at info, no traceback)."""
+
+    code = "client_disconnected"
+
+
 INTERNAL_MESSAGE = "internal server error; the request was not completed"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 

@@ -28,7 +28,7 @@ def test_defaults_are_the_server_configs_own() -> None:
     opts = serve_options(parse("serve"))
     assert opts == ServeOptions()
     assert opts.to_config(None, None) == ServeConfig()
-    assert opts.to_config("some/model", None).model_id == "some/model"
+    assert opts.to_config("some/model", None).model_id == "some/model"  # a hub id (no such local path)
     assert ServeConfig().steer_language is GenParams().steer_language
     assert ServeConfig().default_max_tokens == GenParams().max_new_tokens
 
@@ -98,3 +98,30 @@ def test_refused_values_are_errors_before_loading_a_model(capsys: pytest.Capture
     assert "not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse("serve", "--engine", "tgi")
+
+
+def test_network_guard_and_shutdown_flags() -> None:
+    args = parse(
+        "serve", "--allowed-host", "chat.example", "--allowed-host", "*.lab.example", "--allow-origin",
+        "https://app.example", "--shutdown-grace-s", "3", "--keep-alive-s", "2", "--body-timeout-s", "7",
+    )  # fmt: skip
+    config = serve_options(args).to_config(None, None)
+    assert config.allowed_hosts == ("chat.example", "*.lab.example")
+    assert config.allowed_origins == ("https://app.example",)
+    assert (config.shutdown_grace_s, config.keep_alive_s, config.body_timeout_s) == (3.0, 2.0, 7.0)
+    defaults = ServeConfig()
+    assert (defaults.shutdown_grace_s, defaults.allowed_hosts, defaults.allowed_origins) == (10.0, (), ())
+    with pytest.raises(ConfigError, match="allowed origin 'app.example' must look like https://host"):
+        serve_options(parse("serve", "--allow-origin", "app.example")).to_config(None, None)
+    with pytest.raises(ConfigError, match="wildcard must look like"):
+        serve_options(parse("serve", "--allowed-host", "chat.*.example")).to_config(None, None)
+
+
+def test_a_local_model_is_served_under_its_directory_name_never_its_path(tmp_path: Path) -> None:
+    local = tmp_path / "secret-project" / "BiMediX2-8B-hf"
+    local.mkdir(parents=True)
+    config = serve_options(parse("serve")).to_config(str(local), None)
+    assert config.model_id == "BiMediX2-8B-hf"
+    assert serve_options(parse("serve")).to_config("MBZUAI/BiMediX2-8B-hf", None).model_id == "MBZUAI/BiMediX2-8B-hf"
+    named = serve_options(parse("serve", "--served-model-name", "tiny")).to_config(str(local), None)
+    assert named.model_id == "tiny"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from ..deps import GUARDS
-from . import chat, health, models, preview, web
+from . import chat, health, models, preview, schema, web
 
-PROTECTED: tuple[APIRouter, ...] = (chat.router, models.router, preview.router)
+PROTECTED: tuple[APIRouter, ...] = (chat.router, models.router, preview.router, schema.router)
 OPEN: tuple[APIRouter, ...] = (health.router, web.router)
 STATIC_PATH = "/static"  # open: the web chat's own files
 

@@ -17,7 +17,7 @@ from ...types import GenParams, Message, Reply
 from ..batcher import Batcher, Job, QueueFullError
 from ..config import ServeConfig
 from ..convert import to_gen_params, to_messages
-from ..deps import Body, State
+from ..deps import JsonBody, State
 from ..http_errors import describe, error_response, from_validation_error
 from ..protocol import (
     ChatCompletion,
@@ -41,7 +41,7 @@ class _ClientGone(Exception):
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(request: Request, state: State, body: Body) -> Response:
+async def chat_completions(request: Request, state: State, body: JsonBody) -> Response:
     """A completion for one conversation; 4xx in OpenAI's shape for every request mistake."""
     config = state.config
     req = parse_request(body, config)

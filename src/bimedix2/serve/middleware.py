@@ -1,0 +1,138 @@
+"""The framework's own HTTP middlewares (Host check, CORS), with their refusals in OpenAI's error shape.
+
+`TrustedHostMiddleware` refuses a Host the server does not answer to (DNS rebinding: a page on
+evil.example whose name resolves to 127.0.0.1 still sends `Host: evil.example`); `CORSMiddleware`
+answers preflights and adds CORS headers for the origins `--allow-origin` names (none by default).
+Both answer refusals in plain text; `OpenAIErrors` rewrites those into `{"error": {...}}` like
+every other error of this server, and drops the CORS headers from them (a refusal grants nothing).
+The Origin check of requests that need no preflight is `deps.refuse_cross_site`, a guard.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import ServeConfig
+from .http_errors import ErrorInfo
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback name or address."""
+    if host.lower() in ("localhost", "[::1]"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bracketed(host: str) -> list[str]:
+    """Both spellings of an IPv6 literal ("::1" in config, "[::1]" in a Host header)."""
+    return [host, f"[{host}]"] if ":" in host and not host.startswith("[") else [host]
+
+
+def allowed_hosts(config: ServeConfig) -> list[str]:
+    """The Host values this server answers to: the bind address, loopback names for a loopback bind, configured ones.
+
+    A wildcard bind (0.0.0.0, ::) answers to this machine's names and addresses as far as it can
+    find them; behind a proxy or a container's port mapping, name the public host with `--allowed-host`.
+    """
+    if "*" in config.allowed_hosts:
+        return ["*"]
+    hosts = {config.host.lower(), *(h.lower() for h in config.allowed_hosts)}
+    if is_loopback(config.host) or config.host in WILDCARD_BINDS:
+        hosts.update(LOOPBACK_NAMES)
+    if config.host in WILDCARD_BINDS:
+        hosts.discard(config.host)
+        for name in {socket.gethostname(), socket.getfqdn()}:
+            hosts.add(name.lower())
+            try:
+                hosts.update(str(info[4][0]).lower() for info in socket.getaddrinfo(name, None))
+            except OSError:
+                pass
+    return sorted({spelling for host in hosts if host for spelling in _bracketed(host)})
+
+
+def _refusal(status: int, text: str, scope: Scope) -> ErrorInfo:
+    """A framework middleware's plain-text refusal as an OpenAI error."""
+    if text == "Invalid host header":
+        host = Headers(scope=scope).get("host", "")[:100]
+        return ErrorInfo(
+            400,
+            "invalid_request_error",
+            f"Host {host!r} is not a name this server answers to (a guard against DNS rebinding); "
+            f"start it with --allowed-host {host.rsplit(':', 1)[0] if host else 'NAME'} to allow it",
+            "invalid_host",
+        )
+    if text.startswith("Disallowed CORS"):
+        what = text.removeprefix("Disallowed CORS ").strip()
+        origin = Headers(scope=scope).get("origin", "")[:100]
+        return ErrorInfo(
+            403,
+            "invalid_request_error",
+            f"cross-origin request from {origin!r} refused ({what} not allowed); "
+            "start the server with --allow-origin ORIGIN to let that site's pages call it",
+            "cross_site_request",
+        )
+    return ErrorInfo(status, "invalid_request_error", text[:200] or "request refused")
+
+
+class OpenAIErrors:
+    """Rewrite plain-text error responses of the middlewares inside it into OpenAI's error JSON."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        body = b""
+
+        async def reshape(message: Message) -> None:
+            nonlocal held, body
+            if message["type"] == "http.response.start":
+                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if message["status"] >= 400 and content_type.startswith("text/plain"):
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                body += message.get("body", b"")
+                if message.get("more_body", False):
+                    return
+                info = _refusal(held["status"], body.decode("utf-8", "replace").strip(), scope)
+                response = info.response()
+                headers = MutableHeaders(raw=list(response.raw_headers))
+                for name, value in Headers(raw=held.get("headers", [])).items():
+                    if name not in ("content-type", "content-length") and not name.startswith("access-control-"):
+                        headers.append(name, value)
+                await send({"type": "http.response.start", "status": info.status, "headers": headers.raw})
+                await send({"type": "http.response.body", "body": response.body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, reshape)
+
+
+def install_middleware(app: FastAPI, config: ServeConfig) -> None:
+    """Host check, then CORS (outermost first), their refusals in OpenAI's shape."""
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(config.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(config), www_redirect=False)
+    app.add_middleware(OpenAIErrors)

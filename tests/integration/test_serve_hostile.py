@@ -1,0 +1,142 @@
+"""Hostile requests a browser page, a stranger or a broken client can send: each is refused in OpenAI's error shape.
+
+DNS rebinding (a foreign Host), cross-origin browser requests (Origin), simple-request bodies that are
+not JSON (text/plain), what open routes tell a stranger, and the CORS middleware's own refusals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bimedix2.engine import Engine
+from bimedix2.serve.api import create_app
+from bimedix2.serve.background import serve_in_thread
+from bimedix2.serve.config import ServeConfig
+
+pytestmark = pytest.mark.integration
+MODEL = "bimedix2-tiny"
+KEY = "s3cret-key"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "ما هو فقر الدم؟"}], "max_tokens": 2}
+
+
+@contextlib.contextmanager
+def server(engine: Engine, **config: object) -> Iterator[str]:
+    app = create_app(engine, ServeConfig(model_id=MODEL, **config))  # type: ignore[arg-type]
+    with serve_in_thread(app) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def base(tiny_engine: Engine) -> Iterator[str]:
+    with server(tiny_engine) as url:
+        yield url
+
+
+def openai_error(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    error = r.json()["error"]
+    assert error["code"] == code and error["type"] and error["message"], error
+    return error
+
+
+def post_chat(base: str, headers: dict[str, str] | None = None, **kw: object) -> httpx.Response:
+    return httpx.post(f"{base}/v1/chat/completions", json=CHAT, headers=headers or {}, timeout=60, **kw)  # type: ignore[arg-type]
+
+
+def test_foreign_host_is_refused_on_every_route(base: str) -> None:
+    """DNS rebinding: evil.example resolving to 127.0.0.1 still sends `Host: evil.example`."""
+    for method, path in (("POST", "/v1/chat/completions"), ("GET", "/health"), ("GET", "/"), ("GET", "/v1/models")):
+        r = httpx.request(method, base + path, headers={"Host": "evil.example"}, json=CHAT, timeout=60)
+        error = openai_error(r, 400, "invalid_host")
+        assert "evil.example" in str(error["message"]) and "--allowed-host" in str(error["message"])
+    port = base.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert post_chat(base, {"Host": host}).status_code == 200, host
+
+
+def test_the_issues_curl_is_refused(base: str) -> None:
+    """`curl -H 'Host: evil.example' -H 'Origin: http://evil.example' -H 'Content-Type: text/plain' -d '{...}'`."""
+    evil = {"Host": "evil.example", "Origin": "http://evil.example", "Content-Type": "text/plain"}
+    r = httpx.post(f"{base}/v1/chat/completions", content=httpx.Request("POST", base, json=CHAT).content, headers=evil)
+    assert r.status_code in (400, 403, 415) and r.json()["error"]["code"], r.text
+
+
+def test_allowed_hosts_option(tiny_engine: Engine) -> None:
+    with server(tiny_engine, allowed_hosts=("chat.example",)) as url:
+        assert post_chat(url, {"Host": "chat.example"}).status_code == 200
+        openai_error(post_chat(url, {"Host": "evil.example"}), 400, "invalid_host")
+    with server(tiny_engine, allowed_hosts=("*",)) as url:
+        assert post_chat(url, {"Host": "anything.example"}).status_code == 200
+
+
+def test_cross_origin_browser_requests_are_refused(base: str) -> None:
+    for origin in ("http://evil.example", "http://localhost:3000", "null", f"{base}.evil.example"):
+        openai_error(post_chat(base, {"Origin": origin}), 403, "cross_site_request")
+    # a same-site page on another port sends Sec-Fetch-Site: same-site, not cross-site: the Origin decides
+    openai_error(
+        post_chat(base, {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}), 403, "cross_site_request"
+    )
+    # the server's own page (the web chat) is same-origin
+    same = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+    assert post_chat(base, same).status_code == 200
+    port = base.rsplit(":", 1)[1]
+    assert post_chat(base, {"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"}).status_code == 200
+    # a refused preflight is OpenAI-shaped and grants nothing
+    r = httpx.options(
+        f"{base}/v1/chat/completions",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    openai_error(r, 403, "cross_site_request")
+    assert not any(h.startswith("access-control-") for h in r.headers), r.headers
+
+
+def test_allow_origin_option_uses_cors(tiny_engine: Engine) -> None:
+    app_origin = "https://app.example"
+    with server(tiny_engine, allowed_origins=(app_origin,)) as url:
+        r = post_chat(url, {"Origin": app_origin, "Sec-Fetch-Site": "cross-site"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == app_origin
+        preflight = httpx.options(
+            f"{url}/v1/chat/completions",
+            headers={
+                "Origin": app_origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == app_origin
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+        openai_error(post_chat(url, {"Origin": "http://evil.example"}), 403, "cross_site_request")
+
+
+def test_json_routes_need_application_json(base: str) -> None:
+    raw = httpx.Request("POST", base, json=CHAT).content
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = httpx.post(f"{base}/v1/chat/completions", content=raw, headers=headers, timeout=60)
+        error = openai_error(r, 415, "unsupported_media_type")
+        assert "application/json" in str(error["message"])
+    ok = httpx.post(
+        f"{base}/v1/chat/completions", content=raw, headers={"Content-Type": "Application/JSON; charset=utf-8"}
+    )
+    assert ok.status_code == 200, ok.text
+
+
+def test_keyed_server_tells_strangers_only_its_status(tiny_engine: Engine) -> None:
+    with server(tiny_engine, api_key=KEY) as url:
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+        info = httpx.get(f"{url}/api/info").json()
+        assert set(info) == {"auth", "notice"} and info["auth"] is True  # the web chat learns it needs a key
+        openai_error(httpx.get(f"{url}/openapi.json"), 401, "invalid_api_key")
+        for path in ("/health", "/api/info", "/openapi.json", "/"):
+            assert MODEL not in httpx.get(url + path).text, path
+        key = {"Authorization": f"Bearer {KEY}"}
+        assert httpx.get(f"{url}/health", headers=key).json()["model"] == MODEL
+        full = httpx.get(f"{url}/api/info", headers=key).json()
+        assert full["model"] == MODEL and full["auth"] is True and "vision" in full
+        schema = httpx.get(f"{url}/openapi.json", headers=key)
+        assert schema.status_code == 200 and "/v1/chat/completions" in schema.json()["paths"]
