@@ -200,6 +200,12 @@ def test_save_load_round_trip_multiline_and_a_bad_file(home: Path, tmp_path: Pat
     _say(child, f"/load {bad}")
     child.expect_exact("not valid JSON")
     child.expect_exact("nothing was changed")
+    _say(child, '"""')
+    child.expect_exact("... ")
+    child.send("a block never finished\r")
+    child.expect_exact("... ")
+    child.sendintr()  # drops the block, not the chat
+    child.expect_exact("(multi-line message discarded)")
     _say(child, f"/load {saved}")
     child.expect_exact("(loaded 2 message(s)")
     assert _saved(child, again) == first

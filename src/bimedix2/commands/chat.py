@@ -234,6 +234,8 @@ class ChatSession:
                     self.do(command)
             except ChatCommandError as exc:
                 print(f"error: {exc}", file=sys.stderr)
+            except KeyboardInterrupt:  # Ctrl-C outside an answer (loading a file...): back to the prompt
+                print("\n(interrupted)", file=sys.stderr)
 
     # -------------------------------------------------------------------------------- answering
     def ask(self, question: Message) -> None:
