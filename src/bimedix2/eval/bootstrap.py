@@ -5,8 +5,8 @@ each row belongs to (`ids`, what two runs are paired on), the strata resampled i
 (languages, lm-eval tasks: each keeps its size) and the clusters drawn whole (UPHILL: a claim's
 five queries), plus `statistic(weights)`: every metric recomputed under resampling weights.
 
-A resample is drawn as multinomial counts (how many times each cluster is drawn, with
-replacement, k of k per stratum), so `statistic` receives a (B, n_rows) weight matrix and
+A resample is drawn as counts (how many times each cluster is drawn, with replacement, k of k
+per stratum), so `statistic` receives a (B, n_rows) weight matrix and
 returns, per metric path, its B replicates — for means of per-sample scores that is one matrix
 product, not B Python loops. `statistic(ones)` is the point estimate (tests check it equals the
 kind's own aggregate). We draw the counts ourselves rather than with `scipy.stats.bootstrap`
@@ -32,6 +32,7 @@ from ..errors import EvalDataError
 
 DEFAULT_RESAMPLES = 1000
 CONFIDENCE = 0.95
+BLOCK = 100  # resamples drawn and evaluated at a time (memory: BLOCK x rows weights), part of the seeded stream
 Path_ = tuple[str, ...]
 Statistic = Callable[[np.ndarray], dict[Path_, np.ndarray]]
 
@@ -67,24 +68,41 @@ def draw_weights(
     """(n_resamples, n) weights: how often each row is drawn in each resample.
 
     Within each stratum (in order of first appearance) its k clusters are drawn k times with
-    replacement (multinomial counts); every row of a cluster gets its cluster's count.
+    replacement (counted per cluster); every row of a cluster gets its cluster's count.
     """
-    rng = np.random.default_rng(seed)
-    strata_arr = np.asarray(strata if strata is not None else [""] * n, dtype=object)
-    clusters_arr = np.asarray(clusters if clusters is not None else [str(i) for i in range(n)], dtype=object)
-    weights = np.zeros((n_resamples, n))
+    return _draw(np.random.default_rng(seed), _design(n, strata, clusters), n, n_resamples)
+
+
+Design = list[tuple[np.ndarray, np.ndarray, int]]  # per stratum: its rows, each row's cluster index, #clusters
+
+
+def _design(n: int, strata: Sequence[str] | None, clusters: Sequence[str] | None) -> Design:
+    strata_arr = np.asarray([str(x) for x in strata] if strata is not None else [""] * n)
+    clusters_arr = np.asarray([str(x) for x in clusters] if clusters is not None else [str(i) for i in range(n)])
+    design = []
     for stratum in dict.fromkeys(strata_arr.tolist()):
         rows = np.flatnonzero(strata_arr == stratum)
-        names, inverse = np.unique(clusters_arr[rows].astype(str), return_inverse=True)
-        k = len(names)
-        counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples)
+        names, inverse = np.unique(clusters_arr[rows], return_inverse=True)
+        design.append((rows, inverse, len(names)))
+    return design
+
+
+def _draw(rng: np.random.Generator, design: Design, n: int, n_resamples: int) -> np.ndarray:
+    weights = np.zeros((n_resamples, n))
+    for rows, inverse, k in design:
+        # k draws with replacement per resample, counted per cluster (faster than rng.multinomial for large k)
+        draws = rng.integers(0, k, size=(n_resamples, k)) + (np.arange(n_resamples) * k)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=n_resamples * k).reshape(n_resamples, k)
         weights[:, rows] = counts[:, inverse]
     return weights
 
 
 def weighted_mean(weights: np.ndarray, values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     """Per resample, the weighted mean of `values` over the rows where it is not None/NaN (NaN if none)."""
-    v = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
+    if isinstance(values, np.ndarray):
+        v = values.astype(np.float64, copy=False)
+    else:
+        v = np.array([np.nan if x is None else float(x) for x in values], dtype=np.float64)
     mask = ~np.isnan(v)
     num = weights @ np.where(mask, v, 0.0)
     den = weights @ mask.astype(np.float64)
@@ -123,12 +141,31 @@ def bootstrap_ci(resampling: Resampling, n_resamples: int = DEFAULT_RESAMPLES, s
     """{"ci95": metrics' nesting with [lo, hi] leaves (null where undefined), "bootstrap": how}."""
     if n_resamples < 1:
         raise ValueError("n_resamples must be at least 1")
-    weights = draw_weights(len(resampling.ids), n_resamples, seed, resampling.strata, resampling.clusters)
-    replicates = resampling.statistic(weights)
+    replicates = _replicates([resampling], n_resamples, seed)[0]
     return {
         "ci95": nest({path: percentile_ci(values) for path, values in replicates.items()}),
         "bootstrap": method_record(resampling, n_resamples, seed),
     }
+
+
+def _replicates(
+    resamplings: Sequence[Resampling], n_resamples: int, seed: int, with_point: bool = False
+) -> list[dict[Path_, np.ndarray]]:
+    """Each resampling's statistic over the same `n_resamples` draws (of the first one's design), made
+    BLOCK resamples at a time from one seeded stream; with `with_point`, the unresampled value first."""
+    first = resamplings[0]
+    n = len(first.ids)
+    rng = np.random.default_rng(seed)
+    parts: list[list[dict[Path_, np.ndarray]]] = [[] for _ in resamplings]
+    if with_point:
+        for part, res in zip(parts, resamplings, strict=True):
+            part.append(res.statistic(np.ones((1, n))))
+    design = _design(n, first.strata, first.clusters)
+    for start in range(0, n_resamples, BLOCK):
+        weights = _draw(rng, design, n, min(BLOCK, n_resamples - start))
+        for part, res in zip(parts, resamplings, strict=True):
+            part.append(res.statistic(weights))
+    return [{path: np.concatenate([p[path] for p in part]) for path in part[0]} for part in parts]
 
 
 def method_record(resampling: Resampling, n_resamples: int, seed: int) -> dict[str, Any]:
@@ -165,9 +202,7 @@ def paired_bootstrap(
     for name in ("strata", "clusters"):
         if getattr(a, name) is not None and list(getattr(a, name)) != list(getattr(b, name) or []):
             raise EvalDataError(f"the two runs group their shared samples differently ({name}); cannot pair them")
-    n = len(a.ids)
-    weights = np.vstack([np.ones((1, n)), draw_weights(n, n_resamples, seed, a.strata, a.clusters)])
-    rep_a, rep_b = a.statistic(weights), b.statistic(weights)
+    rep_a, rep_b = _replicates([a, b], n_resamples, seed, with_point=True)
     out: dict[Path_, dict[str, Any]] = {}
     for path in rep_a:
         if path not in rep_b:
