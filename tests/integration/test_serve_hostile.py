@@ -7,6 +7,9 @@ not JSON (text/plain), what open routes tell a stranger, and the CORS middleware
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -140,3 +143,52 @@ def test_keyed_server_tells_strangers_only_its_status(tiny_engine: Engine) -> No
         assert full["model"] == MODEL and full["auth"] is True and "vision" in full
         schema = httpx.get(f"{url}/openapi.json", headers=key)
         assert schema.status_code == 200 and "/v1/chat/completions" in schema.json()["paths"]
+
+
+def wait_for(condition, what: str, limit: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def send_raw(base: str, body: dict[str, object]) -> socket.socket:
+    """A non-streaming request sent whole on a raw socket, its reply never read (close it to hang up)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    raw = json.dumps(body).encode()
+    sock = socket.create_connection((host, int(port)))
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+    return sock
+
+
+def test_non_streaming_client_that_hangs_up_is_cancelled_while_running(paced_tiny_engine: Engine) -> None:
+    body = {**CHAT, "max_tokens": 1500, "temperature": 0}
+    app = create_app(paced_tiny_engine, ServeConfig(model_id=MODEL))
+    batcher = app.state.batcher
+    with serve_in_thread(app) as url:
+        sock = send_raw(url, body)
+        wait_for(lambda: batcher.running == 1, "the request to run")
+        sock.close()
+        wait_for(lambda: batcher.stats.cancelled == 1, "the server to notice the hang-up")
+        wait_for(lambda: batcher.running == 0, "the batch to end")
+        assert batcher.stats.completed == 0 and batcher.stats.generated_tokens < 1500
+
+
+def test_non_streaming_client_that_hangs_up_is_dropped_from_the_queue(tiny_engine: Engine) -> None:
+    app = create_app(tiny_engine, ServeConfig(model_id=MODEL, batch_window_s=0.0))
+    batcher = app.state.batcher
+    with serve_in_thread(app) as url:
+        with tiny_engine._lock:  # the engine is busy: the first request cannot start, the second queues
+            first = send_raw(url, CHAT)
+            wait_for(lambda: batcher.running == 1 or batcher.queued == 0 and batcher.stats.batches == 1, "a batch")
+            second = send_raw(url, {**CHAT, "max_tokens": 3})
+            wait_for(lambda: batcher.queued == 1, "the second request to queue")
+            second.close()
+            wait_for(lambda: batcher.queued == 0, "the hung-up request to leave the queue")  # while the engine is busy
+            assert batcher.stats.cancelled == 1
+        first.settimeout(60)
+        assert first.recv(100).startswith(b"HTTP/1.1 200")
+        first.close()
+        assert batcher.stats.completed == 1

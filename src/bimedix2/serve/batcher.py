@@ -105,6 +105,19 @@ class Batcher:
             job.cancel()
         self._thread.join(timeout)
 
+    def cancel(self, job: Job) -> None:
+        """Stop `job`: a queued one leaves the queue now (freeing its place), a running one stops at its next token."""
+        with self._cond:
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                pass  # already taken by the scheduler (or finished): its row is cancelled below
+            else:
+                self.stats.cancelled += 1
+                job.cancelled.set()
+                return
+        job.cancel()
+
     @property
     def queued(self) -> int:
         return len(self._queue)

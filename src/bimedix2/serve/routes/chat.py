@@ -18,7 +18,7 @@ from ..batcher import Batcher, Job, QueueFullError
 from ..config import ServeConfig
 from ..convert import to_gen_params, to_messages
 from ..deps import JsonBody, State
-from ..http_errors import describe, error_response, from_validation_error
+from ..http_errors import ClientDisconnectedError, describe, error_response, from_validation_error
 from ..protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -55,22 +55,33 @@ async def chat_completions(request: Request, state: State, body: JsonBody) -> Re
             req.stream,
         )
     deadline = job.arrived + config.request_timeout_s
+    watcher = asyncio.create_task(_watch_disconnect(request, job))
     try:
-        kind, value = await _next_event(job, deadline, request)
+        kind, value = await _next_event(job, deadline)
         if kind == "error":
             return error_response(value)  # type: ignore[arg-type]
         completion_id, created = new_id(), int(time.time())
         if req.stream:
+            # the streaming response watches for the hang-up itself (and cancels through _sse's finally)
+            watcher.cancel()
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(
                 _sse(job, deadline, completion_id, created, config.model_id, include_usage),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        result = await _collect(job, deadline, request)
-    except (RequestTimeoutError, _ClientGone) as exc:
-        job.cancel()
-        return error_response(exc if isinstance(exc, RequestTimeoutError) else RequestTimeoutError("client went away"))
+        result = await _collect(job, deadline)
+    except RequestTimeoutError as exc:
+        state.batcher.cancel(job)
+        return error_response(exc)
+    except _ClientGone:
+        log.info("client disconnected before its reply; generation cancelled")
+        return error_response(ClientDisconnectedError("client went away"))
+    except asyncio.CancelledError:  # the server is shutting down past its grace period
+        state.batcher.cancel(job)
+        raise
+    finally:
+        watcher.cancel()
     if not isinstance(result, Reply):
         return error_response(result)
     completion = ChatCompletion(
@@ -81,6 +92,20 @@ async def chat_completions(request: Request, state: State, body: JsonBody) -> Re
         usage=_usage(result),
     )
     return JSONResponse(completion.model_dump())
+
+
+async def _watch_disconnect(request: Request, job: Job) -> None:
+    """Wait for the client to hang up (the body is read: the next ASGI message is the disconnect), then cancel.
+
+    Runs for every request while it is queued or generating, so a client that leaves stops its
+    generation at the next token, or leaves the queue at once, streaming or not.
+    """
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            request.app.state.batcher.cancel(job)
+            job.events.put_nowait(("gone", None))
+            return
 
 
 def parse_request(body: bytes, config: ServeConfig) -> ChatCompletionRequest:
@@ -105,23 +130,24 @@ def _submit(batcher: Batcher, messages: Sequence[Message], params: GenParams) ->
         raise ServerBusyError(str(exc)) from None
 
 
-async def _next_event(job: Job, deadline: float, request: Request | None = None) -> tuple[str, object]:
-    """The job's next event; `RequestTimeoutError` past the deadline, `_ClientGone` if the client left."""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RequestTimeoutError(TIMEOUT_MESSAGE)
-        try:
-            return await asyncio.wait_for(job.events.get(), timeout=min(remaining, 0.5))
-        except asyncio.TimeoutError:
-            if request is not None and await request.is_disconnected():
-                raise _ClientGone from None
+async def _next_event(job: Job, deadline: float) -> tuple[str, object]:
+    """The job's next event; `RequestTimeoutError` past the deadline, `_ClientGone` once the client left."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise RequestTimeoutError(TIMEOUT_MESSAGE)
+    try:
+        kind, value = await asyncio.wait_for(job.events.get(), timeout=remaining)
+    except asyncio.TimeoutError:
+        raise RequestTimeoutError(TIMEOUT_MESSAGE) from None
+    if kind == "gone":
+        raise _ClientGone
+    return kind, value
 
 
-async def _collect(job: Job, deadline: float, request: Request) -> Reply | BaseException:
+async def _collect(job: Job, deadline: float) -> Reply | BaseException:
     """The finished reply, or the exception the job failed with."""
     while True:
-        kind, value = await _next_event(job, deadline, request)
+        kind, value = await _next_event(job, deadline)
         if kind == "done":
             return value  # type: ignore[return-value]
         if kind == "error":
