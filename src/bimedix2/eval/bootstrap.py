@@ -55,7 +55,9 @@ class Resampling:
             if value is not None and len(value) != n:
                 raise ValueError(f"Resampling.{name} has {len(value)} entries for {n} rows")
         if len(set(self.ids)) != n:
-            raise EvalDataError("scored rows repeat a sample id; cannot resample them")
+            seen: set[str] = set()
+            repeated = sorted({i for i in self.ids if i in seen or seen.add(i)})
+            raise EvalDataError(f"scored rows repeat sample id(s) {repeated[:5]}; cannot resample or pair them")
 
 
 def draw_weights(

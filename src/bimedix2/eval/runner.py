@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ def with_intervals(entry: dict[str, Any], scored: Path, n_resamples: int, seed: 
     if n_resamples <= 0 or not scored.is_file():
         return entry
     rows = read_scored(scored)
-    resampling = get_kind(str(entry["kind"])).resampling(entry, rows) if rows else None
+    try:
+        resampling = get_kind(str(entry["kind"])).resampling(entry, rows) if rows else None
+    except EvalDataError as exc:  # the task's numbers stand; only its intervals cannot be made
+        warnings.warn(f"{scored}: no bootstrap intervals: {exc}", stacklevel=2)
+        return {**entry, "bootstrap": {"skipped": str(exc)}}
     if resampling is None:
         return entry
     return {**entry, **bootstrap_ci(resampling, n_resamples, seed)}

@@ -27,7 +27,7 @@ from bimedix2.eval.kinds import get_kind
 from bimedix2.eval.kinds.mcq import mcq_metrics
 from bimedix2.eval.report import render_report
 from bimedix2.eval.results import read_scored
-from bimedix2.eval.runner import RunConfig, load_results, run_eval
+from bimedix2.eval.runner import RunConfig, load_results, run_eval, with_intervals
 from bimedix2.types import Reply
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "eval"
@@ -227,3 +227,20 @@ def test_report_cells_carry_their_intervals(tmp_path: Path) -> None:
     md = render_report([path], tmp_path / "rep")["markdown"].read_text(encoding="utf-8")
     assert "| m | English | 50.0 [40.0, 60.0] | 50.0 | 50.0 | 50.0 | 50.0 | 71.0 [66.0, 76.0] | 80.0 |" in md
     assert "| m | English | 82.0 [75.0, 90.0] | - |" in md and "80.0 [70.5, 88.2] |" in md
+
+
+def test_repeated_ids_skip_the_intervals_and_say_why(tmp_path: Path) -> None:
+    scored = tmp_path / "scored.jsonl"
+    rows = [{"id": "a", "bleu1": 0.1, "bleu4": 0.0, "rougeL": 0.2, "meteor": 0.3}] * 2
+    scored.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    entry = {"kind": "report", "metrics": {"bleu1": 0.1}}
+    with pytest.warns(UserWarning, match="no bootstrap intervals"):
+        out = with_intervals(entry, scored, 100, 0)
+    assert "ci95" not in out and "repeat sample id(s) ['a']" in out["bootstrap"]["skipped"]
+    assert with_intervals(entry, scored, 0, 0) == entry  # --bootstrap 0: nothing read, nothing added
+
+
+def test_mcq_rows_without_acc_are_not_counted() -> None:
+    rows = [{"task": "t", "dataset": "medqa", "language": "en", "doc_id": i, "acc": a} for i, a in
+            enumerate([1.0, 0.0, None, 1.0])]  # fmt: skip
+    assert point_estimates(get_kind("mcq").resampling({}, rows))[("en", "medqa")] == pytest.approx(2 / 3)

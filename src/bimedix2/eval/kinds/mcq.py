@@ -97,7 +97,7 @@ class MCQ(EvalKind):
         """Accuracy per lm-eval task = mean of lm-eval's per-sample `acc`; each task resampled on its own
         (stratified), so the language averages and the bilingual row average fixed datasets, as `mcq_metrics`."""
         keys = [(str(r["language"]), str(r["dataset"])) for r in rows]
-        acc = np.array([float(r["acc"]) for r in rows])
+        acc = np.array([np.nan if r.get("acc") is None else float(r["acc"]) for r in rows])  # NaN: not counted
         cells = {key: np.where([k == key for k in keys], acc, np.nan) for key in dict.fromkeys(keys)}
 
         def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
