@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -47,12 +48,14 @@ def test_serve_command_end_to_end(tiny_llava_path: Path) -> None:
         str(port),
         "--served-model-name",
         "tiny",
+        "--log-requests",  # without -v: it must log on its own, and never a query string or header
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, proc, 120, lambda: proc.stdout.read() if proc.stdout else "")
         assert httpx.get(f"{base}/v1/models").status_code == 401
+        assert httpx.get(f"{base}/v1/models?api_key=query-secret", headers={"X-Token": "hdr-secret"}).status_code == 401
         auth = {"Authorization": "Bearer env-key"}
         body = {"model": "tiny", "messages": [{"role": "user", "content": "ما هو فقر الدم؟"}], "max_tokens": 3}
         reply = httpx.post(f"{base}/v1/chat/completions", json=body, headers=auth, timeout=60)
@@ -72,3 +75,5 @@ def test_serve_command_end_to_end(tiny_llava_path: Path) -> None:
             out, _ = proc.communicate()
     assert "Research use only" in out
     assert "ما هو فقر الدم" not in out  # prompts are never logged
+    assert re.search(r"GET /v1/models 401 \d+ ms", out) and re.search(r"POST /v1/chat/completions 200 \d+ ms", out), out
+    assert "query-secret" not in out and "hdr-secret" not in out and "env-key" not in out and "api_key" not in out

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -192,3 +194,25 @@ def test_non_streaming_client_that_hangs_up_is_dropped_from_the_queue(tiny_engin
         assert first.recv(100).startswith(b"HTTP/1.1 200")
         first.close()
         assert batcher.stats.completed == 1
+
+
+def test_log_requests_works_on_its_own_and_logs_no_query_or_headers(
+    tiny_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No logging configured at INFO (as without -v): --log-requests enables its own logger."""
+    assert not logging.getLogger("bimedix2").isEnabledFor(logging.INFO)
+    with server(tiny_engine, api_key=KEY, log_requests=True) as url:
+        httpx.get(f"{url}/v1/models?api_key=query-secret", headers={"Authorization": "Bearer wrong-header-secret"})
+        body = {**CHAT, "messages": [{"role": "user", "content": "Patient Qwertyuiop has chest pain"}]}
+        r = httpx.post(
+            f"{url}/v1/chat/completions?token=query-secret", json=body, headers={"Authorization": f"Bearer {KEY}"}
+        )
+        assert r.status_code == 200
+        httpx.get(f"{url}/health", headers={"Host": "evil.example"})
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("bimedix2.serve")]
+    assert any(re.fullmatch(r"GET /v1/models 401 \d+ ms", line) for line in lines), lines
+    assert any(re.fullmatch(r"POST /v1/chat/completions 200 \d+ ms", line) for line in lines), lines
+    assert any(re.fullmatch(r"GET /health 400 \d+ ms", line) for line in lines), lines
+    everything = "\n".join(lines) + caplog.text
+    for secret in ("query-secret", "wrong-header-secret", KEY, "Qwertyuiop", "api_key", "evil.example"):
+        assert secret not in everything, secret

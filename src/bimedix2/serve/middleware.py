@@ -11,7 +11,10 @@ The Origin check of requests that need no preflight is `deps.refuse_cross_site`,
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+import sys
+import time
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
@@ -22,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .config import ServeConfig
 from .http_errors import ErrorInfo
 
+REQUEST_LOG = "bimedix2.serve.requests"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
@@ -125,8 +129,46 @@ class OpenAIErrors:
         await self.app(scope, receive, reshape)
 
 
+class RequestLog:
+    """`--log-requests`: one line per request, `METHOD /path STATUS N ms`: no query string, headers or content."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = logging.getLogger(REQUEST_LOG)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.monotonic()
+        status = 0
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            ms = (time.monotonic() - start) * 1000
+            self.log.info("%s %s %d %.0f ms", scope["method"], scope["path"], status, ms)
+
+
+def enable_request_log() -> logging.Logger:
+    """The request logger at INFO whatever the global level (-v), with a stderr handler if nothing else prints."""
+    log = logging.getLogger(REQUEST_LOG)
+    log.setLevel(logging.INFO)
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    return log
+
+
 def install_middleware(app: FastAPI, config: ServeConfig) -> None:
-    """Host check, then CORS (outermost first), their refusals in OpenAI's shape."""
+    """Host check, then CORS (outermost first), their refusals in OpenAI's shape; the request log around them."""
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(config.allowed_origins),
@@ -136,3 +178,6 @@ def install_middleware(app: FastAPI, config: ServeConfig) -> None:
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(config), www_redirect=False)
     app.add_middleware(OpenAIErrors)
+    if config.log_requests:
+        enable_request_log()
+        app.add_middleware(RequestLog)

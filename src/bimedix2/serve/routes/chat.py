@@ -19,6 +19,7 @@ from ..config import ServeConfig
 from ..convert import to_gen_params, to_messages
 from ..deps import JsonBody, State
 from ..http_errors import ClientDisconnectedError, describe, error_response, from_validation_error
+from ..middleware import REQUEST_LOG
 from ..protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -32,6 +33,7 @@ from ..protocol import (
 )
 
 log = logging.getLogger(__name__)
+request_log = logging.getLogger(REQUEST_LOG)  # --log-requests: counts only, never content
 router = APIRouter()
 TIMEOUT_MESSAGE = "the request timed out before the reply was complete; try fewer max_tokens"
 
@@ -48,7 +50,7 @@ async def chat_completions(request: Request, state: State, body: JsonBody) -> Re
     messages = to_messages(req, config)
     job = _submit(state.batcher, messages, to_gen_params(req, config))
     if config.log_requests:
-        log.info(
+        request_log.info(
             "chat request: %d message(s), %d image(s), stream=%s",
             len(messages),
             sum(len(m.images) for m in messages),
