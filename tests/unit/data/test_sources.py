@@ -22,6 +22,17 @@ ROOTS = {
     "medqa": "medqa",
     "medmcqa": "medmcqa",
     "pubmedqa": "pubmedqa",
+    # added for BiMed-V at the paper's scale (tests in test_sources_v2.py)
+    "pubmedqa-artificial": "pubmedqa",
+    "pubmedqa-unlabeled": "pubmedqa",
+    "pmc-vqa-open": "pmc-vqa",
+    "pmc-oa": "pmc-oa",
+    "healthcaremagic": "healthcaremagic",
+    "icliniq": "icliniq",
+    "medicationqa": "medicationqa",
+    "liveqa": "liveqa",
+    "medical-meadow-flashcards": "medical-meadow-flashcards",
+    "medical-meadow-wikidoc": "medical-meadow-wikidoc",
 }
 
 
@@ -109,7 +120,8 @@ def test_mcq_sources_have_options_answers_and_explanations() -> None:
 
 
 def test_bad_inputs_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown dataset source .*Available: llava-med-alignment, "):
+    available = "Available: healthcaremagic, icliniq, liveqa, llava-med-alignment, "
+    with pytest.raises(ConfigError, match=f"unknown dataset source .*{available}"):
         iter_source("nope", tmp_path)
     with pytest.raises(RecordError, match="dataset folder not found"):
         iter_source("medqa", tmp_path / "absent")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ...errors import ConfigError, RecordError
 from ..io import write_jsonl
 from ..schema import Record
-from . import llava_med, medmcqa, medqa, path_vqa, pmc_vqa, pubmedqa, slake, vqa_rad
+from . import llava_med, medmcqa, medqa, open_qa, path_vqa, pmc_oa, pmc_vqa, pubmedqa, slake, vqa_rad
 from .common import BuildReport
 
 Builder = Callable[[Path, BuildReport], Iterator[Record]]
@@ -25,11 +25,16 @@ BUILDERS: dict[str, Builder] = {
     "slake": slake.build,
     "path-vqa": path_vqa.build,
     "pmc-vqa": pmc_vqa.build,
+    "pmc-vqa-open": lambda root, report: pmc_vqa.build(root, report, "open"),
+    "pmc-oa": pmc_oa.build,
     "llava-med-instruct": lambda root, report: llava_med.build(root, report, "instruct"),
     "llava-med-alignment": lambda root, report: llava_med.build(root, report, "alignment"),
     "medqa": medqa.build,
     "medmcqa": medmcqa.build,
     "pubmedqa": pubmedqa.build,
+    "pubmedqa-artificial": lambda root, report: pubmedqa.build(root, report, "artificial"),
+    "pubmedqa-unlabeled": lambda root, report: pubmedqa.build(root, report, "unlabeled"),
+    **{name: (lambda root, report, name=name: open_qa.build(root, report, name)) for name in open_qa.SOURCES},
 }
 
 
