@@ -216,3 +216,59 @@ def test_log_requests_works_on_its_own_and_logs_no_query_or_headers(
     everything = "\n".join(lines) + caplog.text
     for secret in ("query-secret", "wrong-header-secret", KEY, "Qwertyuiop", "api_key", "evil.example"):
         assert secret not in everything, secret
+
+
+def raw_socket(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.settimeout(60)
+    return sock
+
+
+def test_hang_up_mid_body_is_an_info_level_client_event(tiny_engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bimedix2")
+    uvicorn_errors = logging.getLogger("uvicorn.error")  # uvicorn's own logger does not propagate to the root
+    uvicorn_errors.addHandler(caplog.handler)
+    app = create_app(tiny_engine, ServeConfig(model_id=MODEL))
+    try:
+        with serve_in_thread(app) as url:
+            sock = raw_socket(url)
+            head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            sock.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode() + b'{"model": "bimedix2-ti')
+            sock.close()
+            wait_for(lambda: any("disconnected" in r.getMessage() for r in caplog.records), "the hang-up to be seen")
+            assert httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=60).status_code == 200  # still fine
+    finally:
+        uvicorn_errors.removeHandler(caplog.handler)
+    gone = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert gone and all(r.levelno == logging.INFO and r.exc_info is None for r in gone), gone
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text and "ClientDisconnect" not in caplog.text
+
+
+def test_a_stalled_body_gets_408_after_the_body_timeout(tiny_engine: Engine) -> None:
+    with server(tiny_engine, body_timeout_s=0.5) as url:
+        sock = raw_socket(url)
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"{head}Content-Length: 1000\r\n\r\n".encode() + b'{"model": ')  # and nothing more
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+        error = json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == "body_timeout" and "0.5 s" in error["message"]
+
+
+def test_malformed_content_length_is_answered_by_uvicorn_before_the_app(base: str) -> None:
+    """Documented in docs/serving.md: h11 refuses these itself (the app's own check: test_serve_asgi_edge.py)."""
+    for length in (b"-5", b"abc", b"5\r\nContent-Length: 6"):
+        sock = raw_socket(base)
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+        sock.sendall(head + length + b"\r\n\r\n{}")
+        reply = sock.recv(4096)
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 400") and b"text/plain" in reply, reply

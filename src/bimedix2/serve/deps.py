@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ from fastapi import Depends, Request
 from starlette.requests import ClientDisconnect
 
 from ..engine import Engine
-from ..errors import AuthenticationError, PayloadTooLargeError, PermissionDeniedError
+from ..errors import AuthenticationError, PayloadTooLargeError, PermissionDeniedError, RequestError
 from .batcher import Batcher
 from .config import ServeConfig
 from .http_errors import BodyTimeoutError, ClientDisconnectedError, UnsupportedMediaTypeError
@@ -28,6 +29,7 @@ CROSS_SITE_MESSAGE = (
     "cross-origin browser requests are refused; call the API from a server or this server's own page "
     "(or start it with --allow-origin ORIGIN for that site)"
 )
+_DIGITS = re.compile(r"[0-9]+")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -109,9 +111,15 @@ async def limited_body(request: Request, state: State) -> bytes:
     config = state.config
     limit = config.max_body_bytes
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and not _DIGITS.fullmatch(length):  # uvicorn (h11) answers these itself; others may not
+        raise RequestError(
+            f"Content-Length header {length[:20]!r} is not a whole number of bytes",
+            code="invalid_content_length",
+            param=None,
+        )
+    if length is not None and (len(length) > 18 or int(length) > limit):
         raise PayloadTooLargeError(
-            f"request body is {length} bytes, over the limit of {limit} bytes", code="request_too_large"
+            f"request body is {length[:20]} bytes, over the limit of {limit} bytes", code="request_too_large"
         )
     chunks: list[bytes] = []
     size = 0
