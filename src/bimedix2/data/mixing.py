@@ -1,5 +1,7 @@
 """Compose a training mixture from record files: target counts or weights, an English:Arabic
-ratio, exact-duplicate removal, splits; a composition table (like BiMediX2's Table 8) + chart.
+ratio, exact-duplicate removal, splits; a composition table (like BiMed-V's composition table in
+the BiMediX2 paper) + chart, and per source and language the records, turns and (given the model's
+tokenizer) tokens, as BiMediX's Tables 1-2 report them.
 
 Two streaming passes, memory bounded (a few bytes per record, never the records):
 1. hash every record (content for dedupe, id for a seeded random rank) into numpy arrays;
@@ -24,7 +26,7 @@ from ..config import save_config
 from ..errors import ConfigError, RecordError
 from ..fileio import atomic_write_text, atomic_writer
 from .io import dumps_record, iter_records
-from .schema import LANGUAGES, SPLITS, record_to_json
+from .schema import LANGUAGES, SPLITS, Record, record_to_json
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,17 @@ class MixConfig:
     dedupe: bool = True
     resplit: dict[str, float] = field(default_factory=dict)  # e.g. {train: 0.98, validation: 0.02}; empty: keep
     seed: int = 0
+    # multiplies every `count` and `total` (rounded, at least 1 for a non-zero count): 0.001 builds a
+    # mixture of the recipe's shape at 1/1000 of its size (sources taken whole stay whole)
+    scale: float = 1.0
+    # a tokenizer folder or hub id (transformers AutoTokenizer): composition reports tokens too
+    tokenizer: str = ""
 
     def validate(self) -> None:
         if not self.sources:
             raise ConfigError("sources: at least one source is needed")
+        if not self.scale > 0:
+            raise ConfigError(f"scale: must be > 0, got {self.scale}")
         for i, src in enumerate(self.sources):
             if src.count is not None and src.weight is not None:
                 raise ConfigError(f"sources[{i}]: give count or weight, not both")
@@ -76,6 +85,8 @@ class MixResult:
     table: str
     chart: Path
     output: Path
+    # source -> language -> {"records", "turns", "tokens" (only with a tokenizer)}
+    stats: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
 
 def _h64(data: str) -> int:
@@ -133,9 +144,9 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
         available = {code: int(((lang == i) & k).sum()) for i, code in enumerate(LANGUAGES)}
         n_avail = sum(available.values())
         if src.count is not None:
-            target = src.count
+            target = scaled(src.count, cfg.scale)
         elif src.weight is not None:
-            target = int(round(src.weight * (cfg.total or 0)))
+            target = int(round(src.weight * scaled(cfg.total or 0, cfg.scale)))
         else:
             target = n_avail
         if target > n_avail:
@@ -156,15 +167,51 @@ def mix(cfg: MixConfig, out_dir: str | Path) -> MixResult:
                 chosen[idx[np.argsort(rank[idx], kind="stable")[:n]]] = True
         selected.append(chosen)
 
-    counts, split_counts = _write_mixture(cfg, names, selected, out)
-    table = composition_table(counts)
+    counter = TokenCounter(cfg.tokenizer) if cfg.tokenizer else None
+    counts, split_counts, stats = _write_mixture(cfg, names, selected, out, counter)
+    table = composition_table(counts) + "\n\n" + token_table(stats)
     atomic_write_text(out / "composition.md", table + "\n")
     atomic_write_text(
         out / "composition.json",
-        json.dumps({"counts": counts, "splits": split_counts, "duplicates_removed": duplicates}, indent=1),
+        json.dumps(
+            {
+                "counts": counts,
+                "splits": split_counts,
+                "duplicates_removed": duplicates,
+                "stats": stats,
+                "tokenizer": cfg.tokenizer or None,
+            },
+            indent=1,
+        ),
     )
     chart = composition_chart(counts, out / "composition.png")
-    return MixResult(counts, split_counts, duplicates, table, chart, out / "mixture.jsonl")
+    return MixResult(counts, split_counts, duplicates, table, chart, out / "mixture.jsonl", stats)
+
+
+def scaled(count: int, scale: float) -> int:
+    """``count`` times ``scale``, rounded; a non-zero count never scales to 0."""
+    if scale == 1.0 or count == 0:
+        return count
+    return max(1, int(round(count * scale)))
+
+
+class TokenCounter:
+    """Tokens of each turn's text with a model's tokenizer (no special tokens, no chat template)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - transformers is a core dependency
+            raise ConfigError(f"tokenizer: transformers is needed to count tokens ({exc})") from None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"tokenizer: cannot load {path!r} ({exc})") from None
+
+    def count(self, record: Record) -> int:
+        texts = [turn.value for turn in record.conversations]
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return sum(len(ids) for ids in encoded)
 
 
 def _dedupe(scans: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray], int]:
@@ -178,11 +225,13 @@ def _dedupe(scans: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[lis
 
 
 def _write_mixture(
-    cfg: MixConfig, names: list[str], selected: list[np.ndarray], out: Path
-) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Stream the chosen records into mixture.jsonl and the per-split files; the counts written."""
+    cfg: MixConfig, names: list[str], selected: list[np.ndarray], out: Path, counter: TokenCounter | None = None
+) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, dict[str, dict[str, int]]]]:
+    """Stream the chosen records into mixture.jsonl and the per-split files; the counts and stats written."""
     counts = {name: {code: 0 for code in LANGUAGES} for name in names}
     split_counts = {s: 0 for s in SPLITS}
+    keys = ("records", "turns", "tokens") if counter else ("records", "turns")
+    stats = {name: {code: dict.fromkeys(keys, 0) for code in LANGUAGES} for name in names}
     with atomic_writer(out / "mixture.jsonl") as mixture, _SplitWriters(out) as writers:
         for src, name, chosen in zip(cfg.sources, names, selected, strict=True):
             for i, record in enumerate(tqdm(iter_records(src.path), desc=f"write {name}", unit="rec")):
@@ -195,7 +244,12 @@ def _write_mixture(
                 writers.write(record.split, line)
                 counts[name][record.language] += 1
                 split_counts[record.split] += 1
-    return counts, split_counts
+                cell = stats[name][record.language]
+                cell["records"] += 1
+                cell["turns"] += sum(1 for turn in record.conversations if turn.speaker != "system")
+                if counter:
+                    cell["tokens"] += counter.count(record)
+    return counts, split_counts, stats
 
 
 def _pick_split(rid: str, cfg: MixConfig) -> str:
@@ -241,6 +295,27 @@ def composition_table(counts: dict[str, dict[str, int]]) -> str:
     ar = sum(c.get("ar", 0) for c in counts.values())
     ratio = f"{en / ar:.2f}:1" if ar else "n/a"
     lines.append(f"| **total** | {en:,} | {ar:,} | {en + ar:,} | 100% (EN:AR {ratio}) |")
+    return "\n".join(lines)
+
+
+def token_table(stats: dict[str, dict[str, dict[str, int]]]) -> str:
+    """A Markdown table per source and language: records, turns and (when counted) tokens."""
+    with_tokens = any("tokens" in cell for cells in stats.values() for cell in cells.values())
+    cols = ("records", "turns", "tokens") if with_tokens else ("records", "turns")
+    names = {"en": "English", "ar": "Arabic"}
+    head = " | ".join(f"{names[lang]} {col}" for lang in LANGUAGES for col in cols)
+    lines = [f"| source | {head} |", "|---|" + "---:|" * (len(cols) * len(LANGUAGES))]
+    totals = {lang: dict.fromkeys(cols, 0) for lang in LANGUAGES}
+    for name, cells in stats.items():
+        row = []
+        for lang in LANGUAGES:
+            for col in cols:
+                value = cells.get(lang, {}).get(col, 0)
+                totals[lang][col] += value
+                row.append(f"{value:,}")
+        lines.append(f"| {name} | {' | '.join(row)} |")
+    total_row = " | ".join(f"{totals[lang][col]:,}" for lang in LANGUAGES for col in cols)
+    lines.append(f"| **total** | {total_row} |")
     return "\n".join(lines)
 
 
