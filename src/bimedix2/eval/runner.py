@@ -73,7 +73,12 @@ def with_intervals(entry: dict[str, Any], scored: Path, n_resamples: int, seed: 
         return {**entry, "bootstrap": {"skipped": str(exc)}}
     if resampling is None:
         return entry
-    return {**entry, **bootstrap_ci(resampling, n_resamples, seed)}
+    out = {**entry, **bootstrap_ci(resampling, n_resamples, seed)}
+    # intervals of the position-swap check sit in its own block: judge_swap.<lang>.ci95
+    swap_ci = out["ci95"].pop("judge_swap", None)
+    if swap_ci and isinstance(entry.get("judge_swap"), dict):
+        out["judge_swap"] = {lang: {**sw, "ci95": swap_ci.get(lang)} for lang, sw in entry["judge_swap"].items()}
+    return out
 
 
 def results_protocol(results: dict[str, Any]) -> str:

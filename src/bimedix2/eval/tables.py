@@ -74,6 +74,16 @@ def cell(value: Any, ci: Any = None, scale: float = 100.0, digits: int = 1) -> s
     return f"{text} [{pct(ci[0], scale, digits)}, {pct(ci[1], scale, digits)}]"
 
 
+def signed(value: Any, ci: Any = None, scale: float = 1.0, digits: int = 2) -> str:
+    """A signed difference cell ("+1.25 [-0.50, +3.00]"); "-" when missing."""
+    if value is None:
+        return "-"
+    text = f"{float(value) * scale:+.{digits}f}"
+    if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2 and None not in ci:
+        text += f" [{float(ci[0]) * scale:+.{digits}f}, {float(ci[1]) * scale:+.{digits}f}]"
+    return text
+
+
 def language_name(code: str) -> str:
     """English, Arabic, Bilingual, or the code itself."""
     return LANG_NAMES.get(code, code)

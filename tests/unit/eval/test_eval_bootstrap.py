@@ -104,8 +104,11 @@ def _check_entry(out: Path, task: str, results: dict) -> int:
     assert points, task
     checked = 0
     for path, value in points.items():
-        stored = _leaf(entry["metrics"], path)
-        ci = _leaf(entry["ci95"], path)
+        if path[0] == "judge_swap":  # the position-swap check's numbers and intervals: judge_swap.<lang>
+            block = entry["judge_swap"][path[1]]
+            stored, ci = _leaf(block, path[2:]), _leaf(block["ci95"], path[2:])
+        else:
+            stored, ci = _leaf(entry["metrics"], path), _leaf(entry["ci95"], path)
         if value is None:  # a group without samples: no interval
             assert ci is None, (task, path)
             continue

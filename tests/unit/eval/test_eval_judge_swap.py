@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.unit.eval.test_eval_bootstrap import _check_entry
 from tests.unit.eval.test_eval_mbench_released import (
     AR_FILE,
     EN_FILE,
@@ -64,7 +65,11 @@ def test_mbench_swap_sends_the_released_request_with_the_answers_exchanged(tmp_p
     assert en["n_pairs"] == 3 and en["n_unparsed_swapped"] == 0
     md = render_report([tmp_path / "swap" / "results.json"], tmp_path / "rep")["markdown"].read_text(encoding="utf-8")
     assert "BiMed-MBench judge position-swap check" in md
-    assert "| fake | English | 75.0 | 133.3 | 100.0 | -2.00 | 3 of 3 |" in md
+    # a judge this constant leaves no doubt: every interval is the point itself
+    assert (
+        "| fake | English | 75.0 [75.0, 75.0] | 133.3 [133.3, 133.3] | 100.0 [100.0, 100.0] | -2.00 [-2.00, -2.00] |"
+        in md
+    )
 
 
 def test_mbench_swap_of_an_unbiased_judge_shows_no_bias(tmp_path: Path) -> None:
@@ -101,7 +106,9 @@ def test_uphill_swap_exchanges_claim_and_answer(tmp_path: Path) -> None:
     assert sw["accuracy_swapped"] == 0.0 and sw["position_bias"] == 1.0 and sw["swap_averaged_accuracy"] == 0.5
     assert sw["order_agreement"] == 0.0 and sw["n_pairs"] == 10
     md = render_report([tmp_path / "results.json"], tmp_path / "rep")["markdown"].read_text(encoding="utf-8")
-    assert "| fake | English | 100.0 | 0.0 | 50.0 | +100.0 | 0.0 | 10 of 10 |" in md
+    assert (
+        "| fake | English | 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] | 50.0 [50.0, 50.0] | +100.0 [+100.0, +100.0] |" in md
+    )
 
 
 def test_judge_swap_flag(tmp_path: Path) -> None:
@@ -109,3 +116,18 @@ def test_judge_swap_flag(tmp_path: Path) -> None:
     assert run_options(args).run_config().judge_swap is True
     args = build_parser().parse_args(["eval", "run", "uphill", "--out", str(tmp_path)])
     assert run_options(args).run_config().judge_swap is False
+
+
+def test_swap_intervals_match_the_swap_numbers(tmp_path: Path) -> None:
+    def moody(body: dict) -> str:  # position-biased on some samples only, so the bias has a spread
+        user = body["messages"][1]["content"]
+        first = user.split("[Assistant 1]\n")[1].split("\n\n[End of Assistant 1]")[0]
+        if "biopsy" in user or "X-ray" in user:
+            return "9 5"  # the first answer wins, whichever it is
+        return "5 9" if first.startswith("Answer to:") else "9 5"  # fair: the reference wins
+
+    results, _, _ = _mbench(tmp_path, moody, swap=True)
+    assert _check_entry(tmp_path, "bimed-mbench", results) >= 10  # includes the judge_swap paths
+    sw = results["tasks"]["bimed-mbench"]["judge_swap"]["en"]
+    lo, hi = sw["ci95"]["position_bias"]
+    assert sw["position_bias"] == pytest.approx((-4 - 4 + 0) / 3) and lo < hi  # -4, -4 and 0 resampled

@@ -43,7 +43,7 @@ from ..mbench import (
     toolkit_type,
 )
 from ..metrics.judge import parse_pair_scores
-from ..tables import ModelResults, Table, cell, language_name, protocol_note
+from ..tables import ModelResults, Table, cell, language_name, protocol_note, signed
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -178,9 +178,10 @@ class MBench(GenerationKind):
         s1 = [p[0] if p else None for p in kept]
         s2 = [p[1] if p else None for p in kept]
         rel = [ratio(*p) * 100 if p else None for p in kept]
+        swap = _swap_columns(rows, toolkit) if any("swap_judge_reply" in r for r in rows) else {}
 
         def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
-            out: dict[Path_, np.ndarray] = {}
+            out: dict[Path_, np.ndarray] = {path: weighted_mean(w, col) for path, col in swap.items()}
             for (lang, group), inside in members.items():
                 where = "groups" if group in TABLE_GROUPS else "other_groups"
                 for name, values in (("reference_score", s1), ("candidate_score", s2), ("relative_score", rel)):
@@ -235,15 +236,17 @@ class MBench(GenerationKind):
             for entry in res.tasks.values():
                 for lang, sw in (entry.get("judge_swap") or {}).items():
                     original = (entry.get("metrics", {}).get(lang) or {}).get("overall")
-                    bias = sw.get("position_bias")
+                    original_ci = ((entry.get("ci95") or {}).get(lang) or {}).get("overall")
+                    ci = sw.get("ci95") or {}
+                    averaged_ci = (ci.get("swap_averaged") or {}).get("overall")
                     rows.append(
                         (
                             res.label,
                             language_name(lang),
-                            cell(original, None, 1),
-                            cell(sw.get("swapped_overall"), None, 1),
-                            cell((sw.get("swap_averaged") or {}).get("overall"), None, 1),
-                            "-" if bias is None else f"{bias:+.2f}",
+                            cell(original, original_ci, 1),
+                            cell(sw.get("swapped_overall"), ci.get("swapped_overall"), 1),
+                            cell((sw.get("swap_averaged") or {}).get("overall"), averaged_ci, 1),
+                            signed(sw.get("position_bias"), ci.get("position_bias"), 1.0, 2),
                             f"{sw.get('n_pairs')} of {sw.get('n')}",
                         )
                     )
@@ -325,6 +328,27 @@ def swap_summary(rows: Sequence[Mapping[str, Any]], toolkit: bool) -> dict[str, 
         "n_unparsed_swapped": sum(r["swap_reference_score"] is None for r in rows),
         "n": len(rows),
     }
+
+
+def _swap_columns(rows: Sequence[Mapping[str, Any]], toolkit: bool) -> dict[Path_, np.ndarray]:
+    """Per-row values `swap_summary`'s numbers average, under ("judge_swap", language, ...) paths."""
+    out: dict[Path_, np.ndarray] = {}
+    langs = [str(r["language"]) for r in rows]
+    for lang in dict.fromkeys(langs):
+        bias, averaged, swapped = (np.full(len(rows), np.nan) for _ in range(3))
+        for i, r in enumerate(rows):
+            if langs[i] != lang:
+                continue
+            first, second = _kept(r, toolkit), _kept(_swapped_row(r), toolkit)
+            if second is not None:
+                swapped[i] = ratio(*second) * 100
+            if first is not None and second is not None:
+                bias[i] = ((first[1] - second[1]) + (second[0] - first[0])) / 2
+                averaged[i] = ratio((first[0] + second[0]) / 2, (first[1] + second[1]) / 2) * 100
+        out[("judge_swap", lang, "position_bias")] = bias
+        out[("judge_swap", lang, "swap_averaged", "overall")] = averaged
+        out[("judge_swap", lang, "swapped_overall")] = swapped
+    return out
 
 
 def _swapped_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from ..datasets.uphill import LEVELS, UphillClaim, is_released_layout, read_uphi
 from ..judge import JudgeOptions, judge_all, judge_info, require_judge
 from ..metrics.judge import parse_stance
 from ..results import Generator
-from ..tables import ModelResults, Table, cell, language_name, protocol_note
+from ..tables import ModelResults, Table, cell, language_name, protocol_note, signed
 from .base import GenerationKind, TaskRun
 from .registry import register_kind
 
@@ -144,6 +144,24 @@ def swap_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "n_unparsed_swapped": sum(r.get("swap_stance") is None for r in rows),
         "n": len(rows),
     }
+
+
+def _swap_values(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per row, the values `swap_summary`'s shares average (NaN: not read in both orders)."""
+    out: dict[str, list[float]] = {k: [] for k in ("position_bias", "accuracy_both_read", "accuracy_swapped",
+                                                    "swap_averaged_accuracy", "order_agreement")}  # fmt: skip
+    for r in rows:
+        if r["stance"] is None or r.get("swap_stance") is None:
+            for col in out.values():
+                col.append(float("nan"))
+            continue
+        first, second = float(_right(r)), float(_right({**r, "stance": r["swap_stance"]}))
+        out["position_bias"].append(first - second)
+        out["accuracy_both_read"].append(first)
+        out["accuracy_swapped"].append(second)
+        out["swap_averaged_accuracy"].append((first + second) / 2)
+        out["order_agreement"].append(float(r["stance"] == r["swap_stance"]))
+    return out
 
 
 def _share(flags: Sequence[bool]) -> float | None:
@@ -353,6 +371,11 @@ class Uphill(GenerationKind):
                 full = np.full(len(rows), np.nan)
                 full[idx] = [np.nan if v is None else v for v in col]
                 columns[(lang, *path)] = full
+            if any("swap_judge_reply" in r for r in group):
+                for name, col in _swap_values(group).items():
+                    full = np.full(len(rows), np.nan)
+                    full[idx] = col
+                    columns[("judge_swap", lang, name)] = full
 
         def statistic(w: np.ndarray) -> dict[Path_, np.ndarray]:
             return {path: weighted_mean(w, col) for path, col in columns.items()}
@@ -406,16 +429,16 @@ class Uphill(GenerationKind):
         for res in results:
             for entry in res.tasks.values():
                 for lang, sw in (entry.get("judge_swap") or {}).items():
-                    bias = sw.get("position_bias")
+                    bias, ci = sw.get("position_bias"), sw.get("ci95") or {}
                     rows.append(
                         (
                             res.label,
                             language_name(lang),
-                            cell(sw.get("accuracy_both_read")),
-                            cell(sw.get("accuracy_swapped")),
-                            cell(sw.get("swap_averaged_accuracy")),
-                            "-" if bias is None else f"{bias * 100:+.1f}",
-                            cell(sw.get("order_agreement")),
+                            cell(sw.get("accuracy_both_read"), ci.get("accuracy_both_read")),
+                            cell(sw.get("accuracy_swapped"), ci.get("accuracy_swapped")),
+                            cell(sw.get("swap_averaged_accuracy"), ci.get("swap_averaged_accuracy")),
+                            signed(bias, ci.get("position_bias"), 100.0, 1),
+                            cell(sw.get("order_agreement"), ci.get("order_agreement")),
                             f"{sw.get('n_pairs')} of {sw.get('n')}",
                         )
                     )
