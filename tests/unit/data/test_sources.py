@@ -29,7 +29,7 @@ ROOTS = {
     "pmc-oa": "pmc-oa",
     "healthcaremagic": "healthcaremagic",
     "icliniq": "icliniq",
-    "medicationqa": "medicationqa",
+    "medicationqa": "medicationqa",  # the xlsx release: test_sources_v2.py
     "liveqa": "liveqa",
     "medical-meadow-flashcards": "medical-meadow-flashcards",
     "medical-meadow-wikidoc": "medical-meadow-wikidoc",

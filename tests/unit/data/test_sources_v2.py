@@ -125,6 +125,21 @@ def test_pmc_oa_records_are_in_the_stage1_pretrain_layout(tmp_path: Path) -> Non
     assert out.read_bytes() == again.read_bytes()  # the instruction choice is deterministic
 
 
+def test_pmc_oa_output_reads_as_stage1_training_data_like_the_stage1_fixture(tmp_path: Path) -> None:
+    from bimedix2.train.records import read_records
+
+    out = tmp_path / "pmc_oa_stage1.jsonl"
+    build_source("pmc-oa", FIX / "pmc-oa", out, progress=False)
+    ours = read_records([out], image_root=FIX / "pmc-oa")
+    theirs = read_records([STAGE1_FIXTURE])
+    shape = [(m.role, len(m.images)) for m in theirs[0].messages]
+    assert shape == [("user", 1), ("assistant", 0)]
+    for record in ours:
+        assert [(m.role, len(m.images)) for m in record.messages] == shape
+        assert record.messages[0].content in INSTRUCTIONS and Path(record.messages[0].images[0].source).is_file()
+    assert ours[0].messages[1].content == "Axial CT: a hypodense lesion in the left lobe of the liver."
+
+
 def test_pmc_oa_split_files_images_folder_and_bad_lines(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     shutil.copy(
@@ -195,6 +210,23 @@ def test_icliniq_instruction_layout_and_arabic_rows(tmp_path: Path) -> None:
     assert next(iter_records(out)).conversations[1].value == reply
 
 
+def test_medicationqa_reads_the_released_xlsx_like_its_csv(tmp_path: Path) -> None:
+    from_xlsx, report = build("medicationqa", "medicationqa-xlsx")
+    from_csv, _ = build("medicationqa", "medicationqa")
+    assert [r.conversations for r in from_xlsx] == [r.conversations for r in from_csv] and len(from_xlsx) == 1
+    assert from_xlsx[0].provenance["file"] == "MedInfo2019-QA-Medications.xlsx"
+    assert from_xlsx[0].provenance["focus"] == "rivastigmine" and report.skipped == {"empty question or answer": 1}
+    import zipfile
+
+    book = tmp_path / "MedInfo2019-QA-Medications.xlsx"
+    with zipfile.ZipFile(FIX / "medicationqa-xlsx" / book.name) as src, zipfile.ZipFile(book, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            dst.writestr(item, data.replace(b"<t>Answer</t>", b"<t>Reply</t>") if "sharedStrings" in item else data)
+    with pytest.raises(RecordError, match=r"MedInfo2019-QA-Medications.xlsx: missing column\(s\) \['Answer'\]"):
+        build("medicationqa", tmp_path)
+
+
 def test_open_qa_bad_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "HealthCareMagic-100k.json").write_text('{"instruction": "x"}')
     with pytest.raises(RecordError, match=r"HealthCareMagic-100k.json: expected a JSON array of objects"):
@@ -208,9 +240,12 @@ def test_open_qa_bad_files_are_named(tmp_path: Path) -> None:
 
     med = tmp_path / "med"
     med.mkdir()
-    (med / "MedInfo2019-QA-Medications.xlsx").write_bytes(b"PK\x03\x04")
-    with pytest.raises(RecordError, match=r"no MedicationQA file .*save it as CSV"):
+    with pytest.raises(RecordError, match=r"no MedicationQA file \(MedInfo2019-QA-Medications.xlsx or "):
         build("medicationqa", med)
+    (med / "MedInfo2019-QA-Medications.xlsx").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(RecordError, match=r"MedInfo2019-QA-Medications.xlsx: not a readable .xlsx workbook"):
+        build("medicationqa", med)
+    (med / "MedInfo2019-QA-Medications.xlsx").unlink()
     (med / "medication.csv").write_text("Question,Reply\nq,a\n")
     with pytest.raises(RecordError, match=r"medication.csv: missing column\(s\) \['Answer'\]"):
         build("medicationqa", med)

@@ -8,8 +8,9 @@ Builder: files read (the first found) and their layout.
 - ``icliniq``: ``iCliniq.json`` or ``icliniq.json`` (ChatDoctor), {instruction, input, output}, or
   its test layout {input, answer_icliniq, answer_chatgpt, answer_chatdoctor} (the iCliniq doctor's
   answer is used).
-- ``medicationqa``: ``MedInfo2019-QA-Medications.csv`` or the folder's one ``*.csv``, columns
-  Question, Answer (Focus (Drug), Question Type kept); save the released xlsx as CSV (UTF-8).
+- ``medicationqa``: the released ``MedInfo2019-QA-Medications.xlsx`` (first sheet, read with the
+  standard library), ``MedInfo2019-QA-Medications.csv``, or the folder's one ``*.csv``/``*.xlsx``;
+  columns Question, Answer (Focus (Drug), Question Type kept).
 - ``liveqa``: ``liveqa.json``, ``liveqa.jsonl`` or the folder's one ``*.json``/``*.jsonl`` (the
   Hub's JSON conversions of TREC LiveQA Medical): objects with ``question`` and ``answer``.
 - ``medical-meadow-flashcards``: ``medical_meadow_wikidoc_medical_flashcards.json`` (medAlpaca),
@@ -27,10 +28,13 @@ English; a row written in Arabic (the same layouts hold translated data) is tagg
 from __future__ import annotations
 
 import csv
+import re
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from ...conversation import detect_language
 from ...errors import RecordError
@@ -59,6 +63,67 @@ def _json_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
         raise RecordError(f"{path}: expected a JSON array of objects")
     for i, obj in enumerate(data):
         yield f"{path}[{i}]", obj
+
+
+def _table_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    return _xlsx_rows(path) if path.suffix == ".xlsx" else _csv_rows(path)
+
+
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+_CELL = re.compile(r"^([A-Z]+)(\d+)$")
+
+
+def _column(ref: str) -> int:
+    letters = _CELL.match(ref)
+    if not letters:
+        raise ValueError(f"bad cell reference {ref!r}")
+    n = 0
+    for ch in letters.group(1):
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+
+
+def _xlsx_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Rows of the first worksheet of an .xlsx as dicts keyed by the header row (strings only)."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            names = book.namelist()
+            shared: list[str] = []
+            if "xl/sharedStrings.xml" in names:
+                root = ElementTree.fromstring(book.read("xl/sharedStrings.xml"))
+                shared = [
+                    "".join(t.text or "" for t in si.iter(f"{{{_NS['m']}}}t")) for si in root.findall("m:si", _NS)
+                ]
+            sheets = sorted(n for n in names if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))
+            if not sheets:
+                raise RecordError(f"{path}: no worksheet in the workbook")
+            sheet = "xl/worksheets/sheet1.xml" if "xl/worksheets/sheet1.xml" in sheets else sheets[0]
+            rows_xml = ElementTree.fromstring(book.read(sheet)).findall("m:sheetData/m:row", _NS)
+            table: list[tuple[int, dict[int, str]]] = []
+            for row in rows_xml:
+                cells: dict[int, str] = {}
+                for cell in row.findall("m:c", _NS):
+                    kind, value = cell.get("t", "n"), cell.find("m:v", _NS)
+                    if kind == "s" and value is not None:
+                        text = shared[int(value.text or "")]
+                    elif kind == "inlineStr":
+                        text = "".join(t.text or "" for t in cell.iter(f"{{{_NS['m']}}}t"))
+                    else:
+                        text = (value.text or "") if value is not None else ""
+                    cells[_column(cell.get("r", ""))] = text
+                table.append((int(row.get("r", len(table) + 1)), cells))
+    except (zipfile.BadZipFile, ElementTree.ParseError, KeyError, IndexError, ValueError) as exc:
+        raise RecordError(f"{path}: not a readable .xlsx workbook ({exc}); or save it as CSV (UTF-8)") from exc
+    if not table:
+        raise RecordError(f"{path}: the first worksheet is empty")
+    header = table[0][1]
+    columns = {i: name.strip() for i, name in header.items() if name.strip()}
+    missing = [c for c in ("Question", "Answer") if c not in columns.values()]
+    if missing:
+        raise RecordError(f"{path}: missing column(s) {missing} (found {list(columns.values())})")
+    for row_no, cells in table[1:]:
+        if any(v.strip() for v in cells.values()):
+            yield f"{path}:row {row_no}", {name: cells.get(i, "") for i, name in columns.items()}
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -122,7 +187,12 @@ SOURCES: dict[str, OpenQASource] = {
         ),
         OpenQASource("icliniq", "ChatDoctor iCliniq", ("iCliniq.json", "icliniq.json"), (), _json_rows, _icliniq_row),
         OpenQASource(
-            "medicationqa", "MedicationQA", ("MedInfo2019-QA-Medications.csv",), (".csv",), _csv_rows, _medicationqa_row
+            "medicationqa",
+            "MedicationQA",
+            ("MedInfo2019-QA-Medications.xlsx", "MedInfo2019-QA-Medications.csv"),
+            (".csv", ".xlsx"),
+            _table_rows,
+            _medicationqa_row,
         ),
         OpenQASource(
             "liveqa", "LiveQA Medical", ("liveqa.json", "liveqa.jsonl"), (".json", ".jsonl"), _json_rows, _liveqa_row
@@ -154,12 +224,9 @@ def find_file(root: Path, spec: OpenQASource) -> Path:
     candidates = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in spec.fallback_suffixes)
     if len(candidates) == 1:
         return candidates[0]
-    hint = ""
-    if spec.source == "medicationqa" and any(root.glob("*.xlsx")):
-        hint = "; the xlsx release is not read directly: save it as CSV (UTF-8) next to it"
     found = f", found {[p.name for p in candidates]}" if candidates else ""
     wanted = list(spec.names) + [f"one *{s}" for s in spec.fallback_suffixes]
-    raise RecordError(f"{root}: no {spec.dataset} file ({' or '.join(wanted)}){found}{hint}")
+    raise RecordError(f"{root}: no {spec.dataset} file ({' or '.join(wanted)}){found}")
 
 
 def build(root: Path, report: BuildReport, source: str) -> Iterator[Record]:
