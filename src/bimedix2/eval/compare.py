@@ -2,7 +2,7 @@
 with a paired-bootstrap 95% interval and a two-sided p-value (method: `eval.bootstrap`).
 
 Two runs are compared only where that means something: the same task definition (kind, options,
-dataset, prompt and generation as resolved, the YAML's path aside), the same protocol, and at
+dataset, prompt and generation as resolved, the YAML's path aside), the same protocol and judge, and at
 least one shared sample id whose reference is the same in both; anything else is refused with an
 error naming what differs.
 """
@@ -58,6 +58,12 @@ def _check_comparable(task: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> 
         raise EvalDataError(
             f"task {task!r}: run A ran under protocol {pa or 'not recorded'!r}, run B under {pb or 'not recorded'!r}; "
             "compare runs of one protocol (--protocol paper|toolkit)"
+        )
+    ja, jb = (((r["tasks"][task].get("judge") or {}).get("model")) for r in (a, b))
+    if ja != jb:
+        raise EvalDataError(
+            f"task {task!r}: run A was judged by {ja!r}, run B by {jb!r}; judge scores of different judges "
+            "do not compare (use one --judge-model)"
         )
     da, db = _task_definition(a, task), _task_definition(b, task)
     if da != db:

@@ -129,6 +129,20 @@ def protocol_line(labels: Sequence[str], protocols: Sequence[str]) -> str:
     )
 
 
+def interval_line(all_results: Sequence[dict[str, Any]]) -> str:
+    """A line explaining "x [lo, hi]" cells when any entry carries bootstrap intervals; "" otherwise."""
+    how = {
+        (b.get("n_resamples"), b.get("seed"))
+        for res in all_results
+        for e in res.get("tasks", {}).values()
+        if e.get("ci95") and isinstance(b := e.get("bootstrap"), dict)
+    }
+    if not how:
+        return ""
+    runs = ", ".join(f"{n} resamples, seed {seed}" for n, seed in sorted(how, key=str))
+    return f"Cells `x [lo, hi]`: the value and its 95% percentile-bootstrap interval over samples ({runs})."
+
+
 def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | None, protocols: str = "") -> str:
     lines = [
         "# Evaluation report",
@@ -188,6 +202,8 @@ def render_report(result_files: Sequence[Path], out_dir: Path, with_reference: b
     chart_name = chart.name if chart else None
     sources = [str(p) for p in files]
     protocols = protocol_line([_label(r) for r in all_results], [file_protocol(r) for r in all_results])
+    intervals = interval_line(all_results)
+    protocols = f"{protocols}\n\n{intervals}" if intervals else protocols
     out = {"markdown": out_dir / "report.md", "html": out_dir / "report.html"}
     atomic_write_text(out["markdown"], to_markdown(tables, sources, chart_name, protocols))
     atomic_write_text(out["html"], to_html(tables, sources, chart_name, protocols))

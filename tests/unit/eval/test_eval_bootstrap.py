@@ -218,6 +218,7 @@ def test_report_cells_carry_their_intervals(tmp_path: Path) -> None:
             "en": {"accuracy_per_level": {str(i): 0.5 for i in range(5)}, "accuracy": 0.71, "consistency": 0.8}
         },
         "ci95": {"en": {"accuracy": [0.66, 0.76], "accuracy_per_level": {"0": [0.4, 0.6]}}},
+        "bootstrap": {"method": "percentile", "n_resamples": 1000, "seed": 0},
     }
     mb = {
         "kind": "mbench",
@@ -230,6 +231,10 @@ def test_report_cells_carry_their_intervals(tmp_path: Path) -> None:
     md = render_report([path], tmp_path / "rep")["markdown"].read_text(encoding="utf-8")
     assert "| m | English | 50.0 [40.0, 60.0] | 50.0 | 50.0 | 50.0 | 50.0 | 71.0 [66.0, 76.0] | 80.0 |" in md
     assert "| m | English | 82.0 [75.0, 90.0] | - |" in md and "80.0 [70.5, 88.2] |" in md
+    assert "95% percentile-bootstrap interval over samples (1000 resamples, seed 0)" in md
+    path.write_text(json.dumps({**results, "tasks": {"b": {**mb, "ci95": {}}}}), encoding="utf-8")
+    plain = render_report([path], tmp_path / "rep2")["markdown"].read_text(encoding="utf-8")
+    assert "percentile-bootstrap" not in plain and "| m | English | 82.0 | - |" in plain
 
 
 def test_repeated_ids_skip_the_intervals_and_say_why(tmp_path: Path) -> None:

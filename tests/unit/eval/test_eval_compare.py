@@ -79,6 +79,9 @@ def test_refusals_name_what_differs(tmp_path: Path) -> None:
     toolkit = _uphill(tmp_path / "tk", _always_disagree, protocol="toolkit", judge_model="j")
     with pytest.raises(EvalDataError, match=r"run A ran under protocol 'paper', run B under 'toolkit'"):
         compare_runs(a, toolkit)
+    judged = _uphill(tmp_path / "judged", _always_disagree, judge_model="another-judge")
+    with pytest.raises(EvalDataError, match=r"run A was judged by 'gpt-3.5-turbo', run B by 'another-judge'"):
+        compare_runs(a, judged)
     # same protocol, other task options
     other = tmp_path / "opts"
     shutil.copytree(tmp_path / "a", other)
