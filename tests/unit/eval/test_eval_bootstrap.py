@@ -166,6 +166,12 @@ def test_mbench_and_uphill_intervals_match_their_aggregates(tmp_path: Path) -> N
         up = load_results(run_eval(["uphill"], FakeModel(), cfg))
     assert _check_entry(tmp_path / "up", "uphill", up) >= 8
     assert up["tasks"]["uphill"]["bootstrap"]["unit"] == "claim"
+    with FakeOpenAIServer(responder=lambda body: "disagree" if "cure" in str(body) else "agree") as server:
+        cfg = RunConfig(out_dir=tmp_path / "tk", model="fake", data={"uphill": str(RELEASE / "UPHILL.csv")},
+                        judge_url=server.base_url, judge_model="j", protocol="toolkit")  # fmt: skip
+        tk = load_results(run_eval(["uphill"], FakeModel(), cfg))
+    assert _check_entry(tmp_path / "tk", "uphill", tk) >= 10
+    assert set(tk["tasks"]["uphill"]["ci95"]["en"]["accuracy_by_veracity"]) == {"false", "true", "fabricated"}
 
 
 def test_mcq_intervals_average_fixed_datasets() -> None:
