@@ -215,12 +215,15 @@ def paired_bootstrap(
         if not np.isfinite(observed):
             out[path] = {"a": _finite(point_a), "b": _finite(point_b), "diff": None, "ci95": None, "p": None}
             continue
+        finite = diff[1:][np.isfinite(diff[1:])]
         out[path] = {
             "a": point_a,
             "b": point_b,
             "diff": observed,
             "ci95": percentile_ci(diff[1:]),
             "p": sign_flip_p(observed, diff[1:]),
+            # every resample gave the same non-zero difference: one sample in the group, or all changed alike
+            "no_spread": bool(observed != 0 and finite.size and np.all(finite == finite[0])),
         }
     return out
 

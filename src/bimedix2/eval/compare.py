@@ -177,7 +177,7 @@ def format_comparison(result: Mapping[str, Any]) -> str:
     a, b, n = result["a"]["label"], result["b"]["label"], result["method"]["n_resamples"]
     lines = [f"A = {a}", f"B = {b}", f"paired bootstrap, {n} resamples, seed {result['method']['seed']}", ""]
     lines.append(f"{'task':24s} {'metric':44s} {'A':>9s} {'B':>9s} {'B-A':>9s} {'95% CI':>21s} {'p':>7s}")
-    floor = result["method"]["p_resolution"]
+    floor, flagged = result["method"]["p_resolution"], False
     for task, info in result["tasks"].items():
         lines.append(
             f"{task}: {info['n_shared']} shared samples (A {info['n_a']}, B {info['n_b']}; resampled by {info['unit']})"
@@ -187,8 +187,16 @@ def format_comparison(result: Mapping[str, Any]) -> str:
             ci_text = f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else "-"
             p = m.get("p")
             p_text = "-" if p is None else (f"<{floor:.3g}" if p == 0 else f"{p:.3f}")
+            flag = " *" if m.get("no_spread") else ""
+            flagged = flagged or bool(flag)
             lines.append(
                 f"{'':24s} {'.'.join(path):44s} {_num(m['a']):>9s} {_num(m['b']):>9s} {_num(m['diff']):>9s} "
-                f"{ci_text:>21s} {p_text:>7s}"
+                f"{ci_text:>21s} {p_text:>7s}{flag}"
             )
+    if flagged:
+        lines += [
+            "",
+            "* every resample gave the same difference: a group of one sample (the interval and p say nothing "
+            "then), or every sample changed alike",
+        ]
     return "\n".join(lines)

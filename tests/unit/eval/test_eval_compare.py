@@ -119,3 +119,22 @@ def test_cli_compare_prints_and_writes_json(tmp_path: Path, capsys: pytest.Captu
     assert saved["tasks"]["uphill"]["metrics"]["en"]["accuracy"]["diff"] == -0.5
     assert main(["eval", "compare", str(a), str(tmp_path / "nowhere")]) == 2
     assert "no results file" in capsys.readouterr().err
+
+
+def test_a_one_sample_group_is_flagged_as_having_no_spread(tmp_path: Path) -> None:
+    from tests.unit.eval.test_eval_judge_swap import _mbench
+
+    from bimedix2.eval.compare import format_comparison
+
+    _mbench(tmp_path / "a", lambda body: "8 6\nx", swap=False)
+    better = lambda body: "8 7\nx" if "biopsy" in body["messages"][1]["content"] else "8 6\nx"  # noqa: E731
+    _mbench(tmp_path / "b", better, swap=False)
+    result = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=500)
+    en = result["tasks"]["bimed-mbench"]["metrics"]["en"]
+    histology = en["by_domain"]["Histology"]  # the biopsy question is the only histology sample
+    assert histology["diff"] == pytest.approx(12.5) and histology["no_spread"] is True
+    assert histology["ci95"] == [pytest.approx(12.5), pytest.approx(12.5)]
+    assert en["overall"]["no_spread"] is False and en["overall"]["ci95"][0] < en["overall"]["ci95"][1]
+    assert en["by_domain"]["CXR"]["diff"] == 0.0 and en["by_domain"]["CXR"]["no_spread"] is False
+    text = format_comparison(result)
+    assert "en.by_domain.Histology" in text and "* every resample gave the same difference" in text
