@@ -22,7 +22,7 @@ from ..engine import Engine
 from ..errors import AuthenticationError, PayloadTooLargeError, PermissionDeniedError, RequestError
 from .batcher import Batcher
 from .config import ServeConfig
-from .http_errors import BodyTimeoutError, ClientDisconnectedError, UnsupportedMediaTypeError
+from .http_errors import BodyTimeoutError, ClientDisconnectedError, ShuttingDownError, UnsupportedMediaTypeError
 
 log = logging.getLogger(__name__)
 CROSS_SITE_MESSAGE = (
@@ -136,6 +136,9 @@ async def limited_body(request: Request, state: State) -> bytes:
         raise BodyTimeoutError(
             f"the request body did not arrive within {config.body_timeout_s:g} s ({size} bytes received)"
         ) from None
+    except asyncio.CancelledError:  # uvicorn cancels what is left after --shutdown-grace-s: answer, no traceback
+        log.info("shutting down: a request body was still arriving (%d bytes received)", size)
+        raise ShuttingDownError("the server is shutting down; retry against another instance or later") from None
     except ClientDisconnect:
         log.info("client disconnected before its request body was complete (%d bytes received)", size)
         raise ClientDisconnectedError("the client disconnected before the request body was complete") from None

@@ -46,6 +46,15 @@ class ClientDisconnectedError(RequestError):
     code = "client_disconnected"
 
 
+class ShuttingDownError(BiMediX2Error):
+    """The server stopped waiting for this request: it is shutting down past its grace period (503)."""
+
+    http_status = 503
+    openai_type = "server_error"
+    code = "shutting_down"
+    public = True
+
+
 INTERNAL_MESSAGE = "internal server error; the request was not completed"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 

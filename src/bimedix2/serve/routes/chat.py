@@ -18,7 +18,7 @@ from ..batcher import Batcher, Job, QueueFullError
 from ..config import ServeConfig
 from ..convert import to_gen_params, to_messages
 from ..deps import JsonBody, State
-from ..http_errors import ClientDisconnectedError, describe, error_response, from_validation_error
+from ..http_errors import ClientDisconnectedError, ShuttingDownError, describe, error_response, from_validation_error
 from ..middleware import REQUEST_LOG
 from ..protocol import (
     ChatCompletion,
@@ -79,9 +79,9 @@ async def chat_completions(request: Request, state: State, body: JsonBody) -> Re
     except _ClientGone:
         log.info("client disconnected before its reply; generation cancelled")
         return error_response(ClientDisconnectedError("client went away"))
-    except asyncio.CancelledError:  # the server is shutting down past its grace period
+    except asyncio.CancelledError:  # the server is shutting down past --shutdown-grace-s: stop, answer 503
         state.batcher.cancel(job)
-        raise
+        return error_response(ShuttingDownError("the server is shutting down; the reply was not completed"))
     finally:
         watcher.cancel()
     if not isinstance(result, Reply):
