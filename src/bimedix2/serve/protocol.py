@@ -10,10 +10,10 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's integer fields are int64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's integer fields are int64 (and strict: `true` is no 1)
 MAX_TOKENS_LIMIT = 2**31 - 1  # far past any context length; bigger numbers are a mistake, not a request
 PART_TYPES = "'text' or 'image_url'"
 
@@ -90,11 +90,11 @@ class ChatCompletionRequest(_Strict):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
-    n: int | None = Field(default=None, ge=1, le=1, description="only n=1 is supported")
+    seed: StrictInt | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    n: StrictInt | None = Field(default=None, ge=1, le=1, description="only n=1 is supported")
     presence_penalty: float | None = Field(default=None, ge=0.0, le=0.0, description="only 0 is supported")
     frequency_penalty: float | None = Field(default=None, ge=0.0, le=0.0, description="only 0 is supported")
     user: str | None = None
@@ -103,7 +103,7 @@ class ChatCompletionRequest(_Strict):
     dicom_window: str | None = Field(
         default=None, min_length=1, max_length=64, description='DICOM window preset (e.g. "lung") or "CENTRE,WIDTH"'
     )
-    dicom_frame: int | None = Field(
+    dicom_frame: StrictInt | None = Field(
         default=None, ge=0, le=MAX_TOKENS_LIMIT, description="0-based frame of a multi-frame image"
     )
 

@@ -35,6 +35,8 @@ def refused(raw: bytes) -> RequestError:
         ("max_completion_tokens", 2**63),
         ("n", 10**30),
         ("dicom_frame", 10**30),
+        ("max_tokens", True),  # a JSON boolean is no count
+        ("seed", 1.5),
     ],
 )
 def test_out_of_range_numbers_are_400_naming_the_field(field: str, value: object) -> None:

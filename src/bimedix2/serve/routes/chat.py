@@ -57,7 +57,7 @@ async def chat_completions(request: Request, state: State, body: JsonBody) -> Re
             req.stream,
         )
     deadline = job.arrived + config.request_timeout_s
-    watcher = asyncio.create_task(_watch_disconnect(request, job))
+    watcher = asyncio.create_task(_watch_disconnect(request, state.batcher, job))
     try:
         kind, value = await _next_event(job, deadline)
         if kind == "error":
@@ -96,7 +96,7 @@ async def chat_completions(request: Request, state: State, body: JsonBody) -> Re
     return JSONResponse(completion.model_dump())
 
 
-async def _watch_disconnect(request: Request, job: Job) -> None:
+async def _watch_disconnect(request: Request, batcher: Batcher, job: Job) -> None:
     """Wait for the client to hang up (the body is read: the next ASGI message is the disconnect), then cancel.
 
     Runs for every request while it is queued or generating, so a client that leaves stops its
@@ -105,7 +105,7 @@ async def _watch_disconnect(request: Request, job: Job) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            request.app.state.batcher.cancel(job)
+            batcher.cancel(job)
             job.events.put_nowait(("gone", None))
             return
 
