@@ -58,13 +58,27 @@ def allowed_hosts(config: ServeConfig) -> list[str]:
         hosts.update(LOOPBACK_NAMES)
     if config.host in WILDCARD_BINDS:
         hosts.discard(config.host)
-        for name in {socket.gethostname(), socket.getfqdn()}:
-            hosts.add(name.lower())
-            try:
-                hosts.update(str(info[4][0]).lower() for info in socket.getaddrinfo(name, None))
-            except OSError:
-                pass
+        hosts.update(_this_machine())
     return sorted({spelling for host in hosts if host for spelling in _bracketed(host)})
+
+
+def _this_machine() -> set[str]:
+    """This machine's host names and the addresses they resolve to, plus the outward address (best effort)."""
+    found: set[str] = set()
+    for name in {socket.gethostname(), socket.getfqdn()}:
+        found.add(name.lower())
+        try:
+            found.update(str(info[4][0]).lower() for info in socket.getaddrinfo(name, None))
+        except OSError:
+            pass
+    for family, probe in ((socket.AF_INET, "10.255.255.255"), (socket.AF_INET6, "fd00::1")):
+        try:  # routing a UDP socket finds the outward interface's address; no packet is sent
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                udp.connect((probe, 1))
+                found.add(str(udp.getsockname()[0]).lower())
+        except OSError:
+            pass
+    return found
 
 
 def _refusal(status: int, text: str, scope: Scope) -> ErrorInfo:
