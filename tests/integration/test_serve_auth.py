@@ -155,3 +155,19 @@ def test_without_a_key_configured_every_route_is_reachable(tiny_engine: Engine, 
         for method, path in sorted(PROTECTED_ROUTES):
             r = httpx.request(method, url(base, path), timeout=60, **ok_body(method, path, png_path))
             assert r.status_code == 200, (path, r.text)
+
+
+def test_every_route_refuses_a_foreign_host_and_text_plain_json(guarded: tuple[str, FastAPI], png_path: Path) -> None:
+    """DNS rebinding and no-preflight bodies, on every route the walk finds (test_serve_hostile.py has the rest)."""
+    base, app = guarded
+    good = {"Authorization": f"Bearer {KEY}"}
+    for method, path in sorted(app_routes(app)):
+        target = url(base, path) + ("/app.js" if path == "/static" else "")
+        r = httpx.request(method, target, headers={**good, "Host": "evil.example"}, timeout=60)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host", (method, path, r.text)
+    r = httpx.post(
+        f"{base}/v1/chat/completions",
+        content=b'{"model": "bimedix2-tiny", "messages": [{"role": "user", "content": "hi"}]}',
+        headers={**good, "Content-Type": "text/plain"},
+    )
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
