@@ -187,6 +187,8 @@ async def _sse(
             except RequestTimeoutError as exc:
                 yield _event(describe(exc).payload(with_param=False))
                 return
+            except _ClientGone:  # hung up just as the stream started (the watcher saw it first)
+                return
             if kind == "text":
                 yield chunk(Delta(content=value))  # type: ignore[arg-type]
             elif kind == "done":
