@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 from ..config import from_dict, load_yaml
 from ..errors import ConfigError
 from ..eval.bootstrap import DEFAULT_RESAMPLES
-from ..eval.spec import Protocol, RunConfig
+from ..eval.spec import ENDPOINT_CONCURRENCY, ENDPOINT_KEY_ENV, ENDPOINT_TIMEOUT_S, McqMode, Protocol, RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
 from .options import add_engine_options, add_model_options, build_engine
@@ -37,6 +39,34 @@ class EvalRunOptions:
     max_new_tokens: int | None = field(default=None, metadata=opt("override the tasks' generation length"))
     mcq_endpoint: str | None = field(
         default=None, metadata=opt("MCQ: OpenAI-compatible base URL (.../v1) serving --model with prompt logprobs")
+    )
+    endpoint: str | None = field(
+        default=None,
+        metadata=opt(
+            "generate every generative task's answers through this OpenAI-compatible chat endpoint "
+            "(base URL, .../v1) instead of loading a model here",
+            metavar="URL",
+        ),
+    )
+    endpoint_model: str | None = field(
+        default=None, metadata=opt("the model name the --endpoint serves (required with it)", metavar="NAME")
+    )
+    endpoint_key_env: str = field(
+        default=ENDPOINT_KEY_ENV,
+        metadata=opt("environment variable holding the --endpoint API key (unset: no key sent)", metavar="VAR"),
+    )
+    endpoint_concurrency: int = field(
+        default=ENDPOINT_CONCURRENCY, metadata=opt("--endpoint: requests in flight at once", metavar="N")
+    )
+    endpoint_timeout_s: float = field(
+        default=ENDPOINT_TIMEOUT_S, metadata=opt("--endpoint: seconds one request may take", metavar="S")
+    )
+    mcq_mode: McqMode = field(
+        default="auto",
+        metadata=opt(
+            "MCQ scoring: loglikelihood (lm-eval), generative (the answer letter read from a reply: another "
+            "protocol), auto (generative with --endpoint and no --mcq-endpoint)"
+        ),
     )
     judge_url: str | None = field(default=None, metadata=opt("judge endpoint base URL (OpenAI-compatible, .../v1)"))
     judge_model: str | None = field(default=None, metadata=opt("judge model name at that endpoint"))
@@ -89,6 +119,12 @@ class EvalRunOptions:
             bootstrap=self.bootstrap,
             bootstrap_seed=self.bootstrap_seed,
             judge_swap=self.judge_swap,
+            endpoint=self.endpoint,
+            endpoint_model=self.endpoint_model,
+            endpoint_key_env=self.endpoint_key_env,
+            endpoint_concurrency=self.endpoint_concurrency,
+            endpoint_timeout_s=self.endpoint_timeout_s,
+            mcq_mode=self.mcq_mode,
         )
 
 
@@ -199,9 +235,36 @@ def run_options(args: argparse.Namespace) -> EvalRunOptions:
         raise ConfigError("--out is required (or `out:` in --config)")
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
+    if options.endpoint is not None:
+        if not options.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"--endpoint must be an http:// or https:// base URL (.../v1), got {options.endpoint!r}")
+        if not options.endpoint_model:
+            raise ConfigError("--endpoint needs --endpoint-model NAME (the model name the endpoint serves)")
+    elif options.endpoint_model:
+        raise ConfigError("--endpoint-model is only used with --endpoint URL")
+    if options.endpoint_concurrency < 1:
+        raise ConfigError(f"--endpoint-concurrency must be at least 1, got {options.endpoint_concurrency}")
+    if options.endpoint_timeout_s <= 0:
+        raise ConfigError(f"--endpoint-timeout-s must be > 0, got {options.endpoint_timeout_s}")
+    _check_key_env(options)
     if options.bootstrap < 0:
         raise ConfigError(f"--bootstrap must be 0 (no intervals) or a number of resamples, got {options.bootstrap}")
     return options
+
+
+def _check_key_env(options: EvalRunOptions) -> None:
+    """--endpoint-key-env must name a variable, never be the key (the value is not echoed: it may be one)."""
+    name = options.endpoint_key_env
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
+        raise ConfigError(
+            "--endpoint-key-env takes the NAME of an environment variable holding the API key, and what was given "
+            "is not a variable name (not shown, in case it is the key itself); the key never goes on the command line"
+        )
+    if options.endpoint and name != ENDPOINT_KEY_ENV and name not in os.environ:
+        raise ConfigError(
+            "the environment variable named by --endpoint-key-env is not set (its name is not shown, in case it "
+            "is a key); export it, or leave --endpoint-key-env out for an endpoint that needs no key"
+        )
 
 
 def run_eval_cmd(args: argparse.Namespace) -> int:
@@ -216,7 +279,8 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     engine = None
     if any(get_kind(s.kind).needs_engine(cfg) for s in specs):
         engine = build_engine(args, model=options.model, parallel=options.batch_size)
-        if engine.loaded.model is None and any(s.kind == "mcq" for s in specs) and not cfg.mcq_endpoint:
+        loglikelihood = cfg.resolved_mcq_mode() == "loglikelihood" and not cfg.mcq_endpoint
+        if engine.loaded.model is None and any(s.kind == "mcq" for s in specs) and loglikelihood:
             raise ConfigError(
                 "MCQ scores answers by log-probability through transformers (lm-eval's hf backend); the "
                 "llama-cpp engine has no transformers model: run MCQ with --engine transformers"

@@ -104,12 +104,17 @@ def run_eval(task_names: Sequence[str], engine: Generator | None, cfg: RunConfig
     seed_everything(cfg.seed)
     results_path = cfg.out_dir / "results.json"
     results = load_results(results_path) if results_path.exists() else None
-    if results is not None and results.get("model") != cfg.model:
+    model = cfg.identity()  # `NAME @ URL` when an endpoint generates
+    if results is not None and results.get("model") != model:
         raise EvalDataError(
-            f"{results_path} holds results of model {results.get('model')!r}, not {cfg.model!r}; use another --out"
+            f"{results_path} holds results of model {results.get('model')!r}, not {model!r}; use another --out"
         )
-    results = results or new_results(cfg.model)
-    results["label"] = cfg.label or results.get("label") or cfg.model
+    results = results or new_results(model)
+    results["label"] = cfg.label or results.get("label") or (cfg.endpoint_model if cfg.remote else None) or model
+    if cfg.remote:
+        from .endpoint import endpoint_info
+
+        results["generation"] = endpoint_info(cfg)  # generated remotely: where, by which model (no key)
     for spec in specs:
         started = time.time()
         spec = spec.for_protocol(cfg.protocol)

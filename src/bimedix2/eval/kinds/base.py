@@ -86,7 +86,14 @@ class EvalKind(ABC):
 
 
 class GenerationKind(EvalKind):
-    """A kind whose answers the model generates: read, prompt, generate (cached), score, aggregate."""
+    """A kind whose answers the model generates: read, prompt, generate (cached), score, aggregate.
+
+    With `--endpoint` the same conversations are sent to an OpenAI-compatible endpoint instead
+    (`eval.endpoint`), cached and resumed the same way; no model is loaded here.
+    """
+
+    def needs_engine(self, cfg: RunConfig) -> bool:
+        return not cfg.remote
 
     def load_scorers(self, task: TaskRun) -> Any:
         """Whatever `score` needs (models, a judge), loaded before generating so a bad setting fails first."""
@@ -110,20 +117,44 @@ class GenerationKind(EvalKind):
     def aggregate(self, task: TaskRun, samples: list[EvalSample], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The results entry from the scored rows."""
 
-    def generate(self, task: TaskRun, engine: Generator, samples: list[EvalSample]) -> dict[str, str]:
+    def generate(self, task: TaskRun, engine: Generator | None, samples: list[EvalSample]) -> dict[str, str]:
         """{sample id: prediction}, resumed from and appended to `<task>/predictions.jsonl`."""
         params = task.gen_params()
         items = [(s.id, self.prompt(task, s)) for s in samples]
-        key = {"model": task.cfg.model, "task": task.name, "prompt": task.spec.prompt, "params": asdict(params)}
-        cache = SampleCache(task.dir / "predictions.jsonl", key)
-        return generate_cached(engine, items, params, cache, task.cfg.batch_size, desc=task.name)
+        return generate_predictions(task, engine, items, params, task.spec.prompt)
 
     def run(self, task: TaskRun, engine: Generator | None) -> dict[str, Any]:
-        if engine is None:
+        if engine is None and not task.cfg.remote:
             raise ConfigError(f"task {task.name} needs a model to generate answers")
         scorers = self.load_scorers(task)
         samples = self.read(task)
         predictions = self.generate(task, engine, samples)
         rows = self.score(task, samples, predictions, scorers)
         write_jsonl(task.dir / "scored.jsonl", rows)
-        return self.aggregate(task, samples, rows)
+        entry = self.aggregate(task, samples, rows)
+        if task.cfg.remote:
+            from ..endpoint import endpoint_info
+
+            entry = {**entry, "generation": endpoint_info(task.cfg, task.gen_params())}
+        return entry
+
+
+def generate_predictions(
+    task: TaskRun,
+    engine: Generator | None,
+    items: Sequence[tuple[str, list[Message]]],
+    params: GenParams,
+    prompt: str,
+) -> dict[str, str]:
+    """{sample id: reply} for (id, conversation) items, in-process or through `--endpoint`, resumed from
+    and appended to `<task>/predictions.jsonl` (whose fingerprint names the model, prompt and settings)."""
+    if task.cfg.remote:
+        from ..endpoint import cache_key, generate_remote
+
+        cache = SampleCache(task.dir / "predictions.jsonl", cache_key(task.cfg, task.name, prompt, params))
+        return generate_remote(task.cfg, task.name, items, params, cache, desc=task.name)
+    if engine is None:
+        raise ConfigError(f"task {task.name} needs a model to generate answers")
+    key = {"model": task.cfg.model, "task": task.name, "prompt": prompt, "params": asdict(params)}
+    cache = SampleCache(task.dir / "predictions.jsonl", key)
+    return generate_cached(engine, items, params, cache, task.cfg.batch_size, desc=task.name)
