@@ -11,8 +11,7 @@ const STRINGS = {
     attach: "Image", attachLabel: "Attach an image (PNG, JPEG or DICOM)", remove: "Remove", send: "Send",
     stop: "Stop", newChat: "New chat", conversations: "Conversations", conversationList: "Saved conversations",
     messages: "Messages", promptLabel: "Your message", skip: "Skip to the message box",
-    placeholder: "Ask in English or Arabic…", toggle: "العربية", dark: "Dark", light: "Light",
-    darkLabel: "Switch to dark theme", lightLabel: "Switch to light theme",
+    placeholder: "Ask in English or Arabic…", toggle: "العربية", dark: "Dark mode",
     privacy: "Conversations, their text and small images stay in this browser on this device (localStorage); "
       + "nothing is sent anywhere except to this server when you ask. Images over 256 KB are kept for this session only.",
     forget: "Forget everything", forgetConfirm: "Delete every saved conversation and setting from this browser?",
@@ -20,11 +19,12 @@ const STRINGS = {
     keysHint: "Enter sends, Shift+Enter starts a new line, Esc stops. Drop or paste an image to attach it.",
     editing: "Editing your last message: sending replaces it and its answer.", cancel: "Cancel",
     copy: "Copy", copied: "Copied", copyLabel: "Copy this answer", regenerate: "Regenerate",
-    regenerateLabel: "Generate the last answer again", edit: "Edit", editLabel: "Edit and resend your last message",
+    regenerateLabel: "Regenerate the last answer", edit: "Edit", editLabel: "Edit and resend your last message",
     deleteConv: "Delete", deleteLabel: "Delete conversation", untitled: "New conversation",
     window: "Window", windowDefault: "From the file", wLung: "Lung", wMediastinum: "Mediastinum", wBone: "Bone",
     wBrain: "Brain", wAbdomen: "Abdomen", frame: "Frame",
-    dicomNote: "The preview uses the file's own window; the chosen window and frame go to the model.",
+    dicomNote: "The preview uses the file's own window. The window and frame chosen here go with the request "
+      + "and apply to every image in it (the API takes one of each per request).",
     imageNotKept: "Not kept after this session (over 256 KB): it stays only while this page is open.",
     imageGone: "Image not kept (it was over 256 KB), so it is no longer sent with this conversation.",
     generating: "Generating an answer…", answerDone: "Answer complete.", stopped: "Stopped.",
@@ -42,20 +42,20 @@ const STRINGS = {
     attach: "صورة", attachLabel: "إرفاق صورة (PNG أو JPEG أو DICOM)", remove: "إزالة", send: "إرسال",
     stop: "إيقاف", newChat: "محادثة جديدة", conversations: "المحادثات", conversationList: "المحادثات المحفوظة",
     messages: "الرسائل", promptLabel: "رسالتك", skip: "انتقل إلى مربع الرسالة",
-    placeholder: "اسأل بالعربية أو بالإنجليزية…", toggle: "English", dark: "داكن", light: "فاتح",
-    darkLabel: "التبديل إلى المظهر الداكن", lightLabel: "التبديل إلى المظهر الفاتح",
+    placeholder: "اسأل بالعربية أو بالإنجليزية…", toggle: "English", dark: "الوضع الداكن",
     privacy: "تبقى المحادثات ونصوصها والصور الصغيرة في هذا المتصفح على هذا الجهاز (التخزين المحلي)؛ "
       + "لا يُرسل شيء إلا إلى هذا الخادم عندما تسأل. الصور الأكبر من 256 كيلوبايت تُحفظ لهذه الجلسة فقط.",
     forget: "احذف كل شيء", forgetConfirm: "هل تريد حذف كل المحادثات والإعدادات المحفوظة في هذا المتصفح؟",
     forgotten: "حُذف كل ما كان محفوظاً في هذا المتصفح.",
     keysHint: "Enter للإرسال، Shift+Enter لسطر جديد، Esc للإيقاف. اسحب صورة أو الصقها لإرفاقها.",
     editing: "تعديل رسالتك الأخيرة: الإرسال يستبدلها ويستبدل إجابتها.", cancel: "إلغاء",
-    copy: "نسخ", copied: "نُسخت", copyLabel: "انسخ هذه الإجابة", regenerate: "أعد التوليد",
-    regenerateLabel: "ولّد الإجابة الأخيرة من جديد", edit: "تعديل", editLabel: "عدّل رسالتك الأخيرة وأعد إرسالها",
+    copy: "نسخ", copied: "نُسخت", copyLabel: "نسخ هذه الإجابة", regenerate: "أعد التوليد",
+    regenerateLabel: "أعد التوليد للإجابة الأخيرة", edit: "تعديل", editLabel: "تعديل رسالتك الأخيرة وإعادة إرسالها",
     deleteConv: "حذف", deleteLabel: "احذف المحادثة", untitled: "محادثة جديدة",
     window: "النافذة", windowDefault: "من الملف", wLung: "الرئة", wMediastinum: "المنصف", wBone: "العظم",
     wBrain: "الدماغ", wAbdomen: "البطن", frame: "الإطار",
-    dicomNote: "المعاينة تستخدم نافذة الملف نفسه؛ النافذة والإطار المختاران يُرسلان إلى النموذج.",
+    dicomNote: "المعاينة تستخدم نافذة الملف نفسه. النافذة والإطار المختاران هنا يُرسلان مع الطلب "
+      + "ويسريان على كل صوره (تقبل الواجهة قيمة واحدة لكل منهما في الطلب).",
     imageNotKept: "لن تُحفظ بعد هذه الجلسة (أكبر من 256 كيلوبايت): تبقى ما دامت الصفحة مفتوحة.",
     imageGone: "لم تُحفظ الصورة (كانت أكبر من 256 كيلوبايت)، لذا لم تعد تُرسل مع هذه المحادثة.",
     generating: "جارٍ توليد الإجابة…", answerDone: "اكتملت الإجابة.", stopped: "أُوقف التوليد.",
@@ -167,10 +167,7 @@ function effectiveTheme() {
 function applyTheme(theme, remember) {
   if (theme) document.documentElement.dataset.theme = theme;
   const dark = effectiveTheme() === "dark";
-  const button = $("theme-toggle");
-  button.textContent = dark ? t("light") : t("dark");
-  button.setAttribute("aria-label", dark ? t("lightLabel") : t("darkLabel"));
-  button.setAttribute("aria-pressed", String(dark));
+  $("theme-toggle").setAttribute("aria-pressed", String(dark));  // a toggle button: fixed label, pressed state
   if (remember && theme) storageSet(STORE.theme, theme);
 }
 
