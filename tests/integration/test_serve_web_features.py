@@ -44,7 +44,7 @@ QUESTION = {"en": "Describe a chest X-ray", "ar": "صف صورة الأشعة ا
 # An answer with Markdown and hostile HTML, as a model might write it.
 MARKDOWN_ANSWER = (
     "Findings:\n\n- **clear** lungs\n- no effusion\n\n| side | note |\n|---|---|\n| left | normal |\n\n"
-    "```\ncode <b>x</b>\n```\n\n<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>\n\n"
+    '```\ncode <b>x</b>\n```\n\n<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>\n\n'
     "![remote](http://example.invalid/a.png) [link](javascript:window.pwned=3)"
 )
 
@@ -71,7 +71,9 @@ def base_url(tiny_engine) -> Iterator[str]:  # noqa: ANN001
 @pytest.fixture
 def page(browser, base_url: str) -> Iterator[object]:  # noqa: ANN001
     """A fresh browser context (empty localStorage) on the chat page, with clipboard access."""
-    context = browser.new_context(viewport={"width": 1100, "height": 860}, permissions=["clipboard-read", "clipboard-write"])
+    context = browser.new_context(
+        viewport={"width": 1100, "height": 860}, permissions=["clipboard-read", "clipboard-write"]
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -170,7 +172,8 @@ def test_markdown_copy_regenerate_edit_conversations_dark_and_axe(page, lang: st
     # copy an answer to the clipboard
     page.click(".msg.assistant .action.copy")
     page.wait_for_function(
-        "(label) => document.querySelector('.msg.assistant .action.copy').textContent !== label", arg=LABELS[lang]["copy"]
+        "(label) => document.querySelector('.msg.assistant .action.copy').textContent !== label",
+        arg=LABELS[lang]["copy"],
     )
     assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN_ANSWER
 
@@ -196,6 +199,7 @@ def test_markdown_copy_regenerate_edit_conversations_dark_and_axe(page, lang: st
     page.wait_for_selector(".msg.assistant[data-state='streaming']", state="detached")
     page.wait_for_function("document.querySelectorAll(\".msg.assistant[data-state='done']\").length === 1")
     assert [m["role"] for m in conversations(page)[0]["messages"]] == ["user", "assistant"]
+    assert page.get_attribute("#status", "aria-live") == "polite" and first in page.text_content("#status")
     assert conversations(page)[0]["messages"][1]["text"] == first
 
     # edit and resend the last question: it and its answer are replaced
@@ -206,7 +210,8 @@ def test_markdown_copy_regenerate_edit_conversations_dark_and_axe(page, lang: st
     page.fill("#prompt", edited)
     page.press("#prompt", "Enter")
     page.wait_for_function(
-        "(edited) => { const u = document.querySelectorAll('.msg.user'); return u.length === 1 && u[0].textContent.includes(edited)"
+        "(edited) => { const u = document.querySelectorAll('.msg.user');"
+        " return u.length === 1 && u[0].textContent.includes(edited)"
         " && document.querySelectorAll(\".msg.assistant[data-state='done']\").length === 1; }",
         arg=edited,
     )
@@ -225,7 +230,10 @@ def test_markdown_copy_regenerate_edit_conversations_dark_and_axe(page, lang: st
 
     # dark mode toggle (remembered), then the accessibility check in dark, then screenshots
     page.click("#theme-toggle")
-    assert page.get_attribute("html", "data-theme") == "dark" and page.get_attribute("#theme-toggle", "aria-pressed") == "true"
+    assert (
+        page.get_attribute("html", "data-theme") == "dark"
+        and page.get_attribute("#theme-toggle", "aria-pressed") == "true"
+    )
     bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert bg == "rgb(20, 24, 29)", bg
     axe_check(page, f"{lang} dark")
@@ -252,7 +260,8 @@ def test_stop_cancels_generation(page, paced_tiny_engine, lang: str) -> None:  #
     page.fill("#prompt", QUESTION[lang])
     page.press("#prompt", "Enter")
     page.wait_for_function(
-        "() => { const b = document.querySelector(\".msg.assistant[data-state='streaming']\"); return b && +b.dataset.chunks >= 3; }",
+        "() => { const b = document.querySelector(\".msg.assistant[data-state='streaming']\");"
+        " return b && +b.dataset.chunks >= 3; }",
         timeout=30_000,
     )
     assert page.is_visible("#stop") and page.is_hidden("#send")
@@ -342,7 +351,9 @@ def test_drop_paste_big_image_and_dicom_window_frame(page, lang: str, tmp_path: 
     page.select_option("#dicom-window", "lung")
     page.fill("#dicom-frame", "9")  # no such frame: the server's 400 proves the frame was sent
     bodies: list[dict] = []
-    page.on("request", lambda r: bodies.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None)
+    page.on(
+        "request", lambda r: bodies.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None
+    )
     page.fill("#prompt", QUESTION[lang])
     page.press("#prompt", "Enter")
     page.wait_for_selector("#error:not([hidden])", timeout=30_000)
@@ -373,7 +384,9 @@ def test_phone_layout_keyboard_and_axe(browser, base_url: str, lang: str) -> Non
     set_language(page, lang)
     settings(page, max_tokens=8)
     ask(page, QUESTION[lang], 1)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scrolling on a phone"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+        "no sideways scrolling on a phone"
+    )
     assert page.is_hidden("#sidebar") and page.is_visible("#sidebar-toggle") and page.is_visible("#notice")
     box = page.query_selector("#send").bounding_box()
     assert box["height"] >= 40 and box["x"] >= 0 and box["x"] + box["width"] <= 390  # a finger-sized button on screen
@@ -395,7 +408,25 @@ def test_phone_layout_keyboard_and_axe(browser, base_url: str, lang: str) -> Non
     for _ in range(40):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
-    assert order.index("sidebar-toggle") < order.index("theme-toggle") < order.index("lang-toggle") < order.index("prompt")
+    assert (
+        order.index("sidebar-toggle") < order.index("theme-toggle") < order.index("lang-toggle") < order.index("prompt")
+    )
     assert order.index("prompt") < order.index("send")
     assert not errors, errors
+    context.close()
+
+
+def test_without_vendored_libraries_answers_are_plain_text(browser, base_url: str) -> None:  # noqa: ANN001
+    """A package built without serve/web/vendor/ still chats: answers as plain text, never as HTML."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route("**/static/vendor/**", lambda route: route.fulfill(status=404, body="not found"))
+    page.goto(base_url + "/")
+    page.wait_for_function("document.getElementById('model-name').textContent === 'bimedix2-tiny'")
+    seed_markdown_conversation(page, QUESTION["en"])
+    answer = page.query_selector(".msg.assistant .text")
+    assert answer.text_content() == MARKDOWN_ANSWER and answer.query_selector("*") is None
+    assert page.evaluate("window.pwned") is None and not errors, errors
     context.close()

@@ -95,9 +95,11 @@ const state = {
 function t(key) { return STRINGS[state.lang][key]; }
 
 // ------------------------------------------------------------------ markdown (markdown-it + DOMPurify)
-const md = window.markdownit({ html: false, linkify: false, breaks: true, typographer: false });
-md.disable("image");  // an answer must not make the browser fetch anything from any host
-DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+// Without the vendored files (a package built without serve/web/vendor/) answers are shown as plain text.
+const HAVE_MARKDOWN = typeof window.markdownit === "function" && typeof window.DOMPurify === "function";
+const md = HAVE_MARKDOWN ? window.markdownit({ html: false, linkify: false, breaks: true, typographer: false }) : null;
+if (md) md.disable("image");  // an answer must not make the browser fetch anything from any host
+if (HAVE_MARKDOWN) DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") { node.setAttribute("target", "_blank"); node.setAttribute("rel", "noopener noreferrer"); }
   if (/^(P|LI|H[1-6]|TD|TH|BLOCKQUOTE)$/.test(node.tagName)) node.setAttribute("dir", "auto");
   if (node.tagName === "PRE") node.setAttribute("dir", "ltr");
@@ -105,6 +107,7 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 const PURIFY = { USE_PROFILES: { html: true }, FORBID_TAGS: ["img", "style", "form", "input", "button", "svg", "math"],
                  FORBID_ATTR: ["style", "srcset"] };
 function renderMarkdown(el, text) {
+  if (!HAVE_MARKDOWN) { el.textContent = text; el.style.whiteSpace = "pre-wrap"; return; }
   el.innerHTML = DOMPurify.sanitize(md.render(text), PURIFY);
 }
 
@@ -511,7 +514,8 @@ async function generate(conv, onAccepted) {
     state.conversations.sort((a, b) => (b.updated || 0) - (a.updated || 0));
   }
   if (failed) showError(failed);
-  announce(stopped ? t("stopped") : failed ? "" : t("answerDone"));
+  // the live region reads the finished answer once (not token by token)
+  announce(stopped ? `${t("stopped")} ${msg.text}` : failed ? "" : `${t("answerDone")} ${msg.text}`);
   if (kept || stopped) { saveConversations(); renderMessages(); renderConversationList(); }
   $("prompt").focus();
   return kept;
