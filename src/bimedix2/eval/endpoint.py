@@ -29,7 +29,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tqdm.auto import tqdm
 
@@ -41,6 +40,8 @@ from .results import SampleCache
 from .spec import ENDPOINT_CONCURRENCY as DEFAULT_CONCURRENCY
 from .spec import ENDPOINT_KEY_ENV as DEFAULT_KEY_ENV
 from .spec import ENDPOINT_TIMEOUT_S as DEFAULT_TIMEOUT_S
+from .spec import clean_url
+from .spec import endpoint_identity as identity
 
 CACHE_NAME = "generation_cache.sqlite"
 
@@ -62,21 +63,6 @@ __all__ = [
 
 class EndpointError(LLMError):
     """Generation through the endpoint failed; the samples finished before it are kept."""
-
-
-def clean_url(url: str) -> str:
-    """The URL without credentials: user:password@ dropped, and the query string and fragment too."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def identity(url: str, model: str) -> str:
-    """The model identity of a remote run: `NAME @ URL` (URL without credentials)."""
-    return f"{model} @ {clean_url(url)}"
 
 
 def request_params(params: GenParams) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from ..config import config_to_dict
 from ..errors import ConfigError
@@ -141,9 +142,7 @@ class RunConfig:
     def identity(self) -> str:
         """The model identity results.json records: `NAME @ URL` for a remote run, else `model`."""
         if self.endpoint:
-            from .endpoint import identity
-
-            return identity(self.endpoint, self.endpoint_model or "")
+            return endpoint_identity(self.endpoint, self.endpoint_model or "")
         return self.model
 
     def resolved_mcq_mode(self) -> str:
@@ -162,7 +161,20 @@ class RunConfig:
         out = asdict(self)
         out["out_dir"] = str(self.out_dir)
         if self.endpoint:
-            from .endpoint import clean_url
-
             out["endpoint"] = clean_url(self.endpoint)  # never credentials
         return out
+
+
+def clean_url(url: str) -> str:
+    """The URL without credentials: user:password@ dropped, and the query string and fragment too."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def endpoint_identity(url: str, model: str) -> str:
+    """The model identity of a run through an endpoint: `NAME @ URL` (URL without credentials)."""
+    return f"{model} @ {clean_url(url)}"
