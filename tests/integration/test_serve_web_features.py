@@ -281,6 +281,17 @@ def test_stop_cancels_generation(page, paced_tiny_engine, lang: str) -> None:  #
     page.click(".msg.assistant .action.regenerate")
     page.wait_for_selector(".msg.assistant[data-state='done']", timeout=30_000)
 
+    # forget everything while an answer streams: it stops, and nothing comes back into storage
+    page.fill("#max-tokens", "400")
+    page.fill("#prompt", QUESTION[lang])
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".msg.assistant[data-state='streaming']", timeout=30_000)
+    page.click("#forget")
+    page.wait_for_selector("#stop", state="hidden", timeout=5_000)
+    page.wait_for_timeout(200)
+    assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('bimedix2-'))") == []
+    assert page.query_selector_all(".msg") == []
+
 
 def _png_data(size: int, seed: int) -> bytes:
     rng = np.random.default_rng(seed)

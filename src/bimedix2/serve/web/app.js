@@ -516,7 +516,8 @@ async function generate(conv, onAccepted) {
   if (failed) showError(failed);
   // the live region reads the finished answer once (not token by token)
   announce(stopped ? `${t("stopped")} ${msg.text}` : failed ? "" : `${t("answerDone")} ${msg.text}`);
-  if (kept || stopped) { saveConversations(); renderMessages(); renderConversationList(); }
+  // a conversation deleted (or everything forgotten) while it streamed stays deleted
+  if ((kept || stopped) && state.conversations.includes(conv)) { saveConversations(); renderMessages(); renderConversationList(); }
   $("prompt").focus();
   return kept;
 }
