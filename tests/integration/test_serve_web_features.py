@@ -441,3 +441,25 @@ def test_without_vendored_libraries_answers_are_plain_text(browser, base_url: st
     assert answer.text_content() == MARKDOWN_ANSWER and answer.query_selector("*") is None
     assert page.evaluate("window.pwned") is None and not errors, errors
     context.close()
+
+
+def test_a_keyed_server_shows_its_model_once_the_key_is_entered(browser, tiny_engine) -> None:  # noqa: ANN001
+    """Without the key /api/info says only that one is needed; with it, the page learns the model and chats."""
+    app = create_app(tiny_engine, ServeConfig(model_id="bimedix2-tiny", batch_window_s=0.0, api_key="sekrit"))
+    with serve_in_thread(app) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(base + "/")
+        page.wait_for_function("document.getElementById('settings').open === true")  # asks for the key
+        assert page.inner_text("#model-name") != "bimedix2-tiny"
+        page.fill("#api-key", "sekrit")
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_function("document.getElementById('model-name').textContent === 'bimedix2-tiny'")
+        assert not page.is_disabled("#image-input")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "4")
+        ask(page, QUESTION["ar"], 1)
+        assert not page.query_selector(".msg.error") and not errors, errors
+        context.close()

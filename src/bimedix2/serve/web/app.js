@@ -630,12 +630,17 @@ async function init() {
   });
   if (state.conversations.length && !state.conversations.some((c) => c.id === state.currentId)) state.currentId = state.conversations[0].id;
   renderMessages(); renderConversationList();
+  $("api-key").addEventListener("change", () => loadInfo(false));
+  await loadInfo(true);
+}
+// A keyed server tells a page without its key only that a key is needed: ask again, with the
+// key, once one is entered (the model name and vision support come with it).
+async function loadInfo(first) {
   try {
-    const info = await (await fetch("/api/info")).json();
-    state.model = info.model;
-    $("model-name").textContent = info.model;
-    if (info.auth) $("settings").open = true;
-    if (!info.vision) $("image-input").disabled = true;
+    const info = await (await fetch("/api/info", { headers: headers() })).json();
+    if (info.model) { state.model = info.model; $("model-name").textContent = info.model; }
+    if (first && info.auth) $("settings").open = true;
+    if (info.vision !== undefined) $("image-input").disabled = !info.vision;
   } catch (e) { showError(t("errNetwork")); }
 }
 function hasFiles(e) { return e.dataTransfer && [...(e.dataTransfer.types || [])].includes("Files"); }
