@@ -36,6 +36,10 @@ def _predictions(out: Path, task: str) -> dict[str, str]:
     return {r["id"]: r["prediction"] for r in rows}
 
 
+def _scored(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / "scored.jsonl").read_text(encoding="utf-8").splitlines() if x]
+
+
 def _both_ways(engine: Engine, task: str, tmp_path: Path, **run: object) -> tuple[dict, dict, dict]:
     common = {"data": DATA, "protocol": "toolkit", "bootstrap": 0, **run}  # toolkit: greedy (temperature 0)
     local_cfg = RunConfig(out_dir=tmp_path / "local", model="same-model", **common)  # type: ignore[arg-type]
@@ -92,3 +96,25 @@ def test_refusals_are_clear_errors(tiny_engine: Engine, tmp_path: Path, monkeypa
         assert results["tasks"]["vqa-rad"]["n"] == 1
         written = "".join(p.read_text(encoding="utf-8", errors="replace") for p in (tmp_path / "a").rglob("*.json*"))
         assert "right-key" not in written
+
+
+def test_smollm2_generative_mcq_through_the_server_matches_in_process(smollm2_engine: Engine, tmp_path: Path) -> None:
+    data = {"mcq": str(FIX / "mcq")}
+    common = {"data": data, "bootstrap": 0, "max_new_tokens": 12}
+    local_cfg = RunConfig(out_dir=tmp_path / "local", model="m", mcq_mode="generative", **common)  # type: ignore[arg-type]
+    local = load_results(run_eval(["mcq"], smollm2_engine, local_cfg))
+    with served(smollm2_engine) as url:
+        remote_cfg = RunConfig(
+            out_dir=tmp_path / "remote",
+            model="m",
+            endpoint=url,
+            endpoint_model=MODEL,
+            **common,  # type: ignore[arg-type]
+        )
+        remote = load_results(run_eval(["mcq"], None, remote_cfg))  # generative: chosen by --endpoint
+    rows = {side: _scored(tmp_path / side / "mcq") for side in ("local", "remote")}
+    assert len(rows["local"]) == 10
+    pairs = {side: [(r["prediction"], r["parsed"]) for r in rows[side]] for side in rows}
+    assert pairs["remote"] == pairs["local"]
+    assert remote["tasks"]["mcq"]["mcq_mode"] == local["tasks"]["mcq"]["mcq_mode"] == "generative"
+    assert remote["tasks"]["mcq"]["metrics"] == local["tasks"]["mcq"]["metrics"]
