@@ -64,16 +64,19 @@ def reference(engine: Engine, conv: Sequence[Message], params: GenParams) -> Rep
     def text_of(n: int) -> str:
         return tokenizer.decode(ids[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
+    cut_by_stop_string = False
     for n, token in enumerate(ids, start=1):
         if token in engine.stop_token_ids:
             text, finish = text_of(n - 1), "stop"
             break
         hits = [text_of(n).find(s) for s in params.stop if s in text_of(n)]
         if hits:
-            text, finish = text_of(n)[: min(hits)], "stop"
+            text, finish, cut_by_stop_string = text_of(n)[: min(hits)], "stop", True
             break
     else:
         n, text, finish = len(ids), text_of(len(ids)), "length"
+    if not cut_by_stop_string and text.endswith("\ufffd"):
+        text = text[:-1]  # the engine never shows half a character at the end of a reply
     language = detect_language(text) if text.strip() else detect_language(conv[-1].content)
     return Reply(text, language, prompt_tokens, n, finish)  # type: ignore[arg-type]
 
