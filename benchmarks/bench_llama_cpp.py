@@ -153,46 +153,17 @@ def timed(engine: Any, conv: list[Any], tokens: int, *, stream: bool = True) -> 
     TTFT counts from the call (prompt preparation and image loading included); decode tok/s is
     over the steps after the first.
     """
+    from bimedix2.engine import observe_steps
     from bimedix2.types import GenParams
 
     stamps: list[float] = []
-    if hasattr(engine.backend, "steps"):  # llama.cpp: the run is a generator of steps (stream on this thread)
-        original_steps = engine.backend.steps
-
-        def recording_steps(inputs: Any, *, max_new_tokens: int, sampling: Any) -> Any:
-            steps = original_steps(inputs, max_new_tokens=max_new_tokens, sampling=sampling)
-            try:
-                newest = next(steps)
-                while True:
-                    stamps.append(time.perf_counter())
-                    newest = steps.send((yield newest))
-            except StopIteration:
-                return
-            finally:
-                steps.close()
-
-        name, replacement = "steps", recording_steps
-    else:
-        original = engine.backend.generate
-
-        def recording(inputs: Any, *, max_new_tokens: int, sampling: Any, step: Any) -> None:
-            def record(newest: Any) -> Any:
-                stamps.append(time.perf_counter())
-                return step(newest)
-
-            original(inputs, max_new_tokens=max_new_tokens, sampling=sampling, step=record)
-
-        name, replacement = "generate", recording
-    setattr(engine.backend, name, replacement)
     params = GenParams(max_new_tokens=tokens, temperature=0.0)
-    try:
+    with observe_steps(engine.backend, lambda _: stamps.append(time.perf_counter())):
         start = time.perf_counter()
         if stream:
             "".join(engine.stream(conv, params))
         else:
             engine.generate(conv, params)
-    finally:
-        delattr(engine.backend, name)
     n = len(stamps)
     decode = (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else float("nan")
     return {"ttft_s": stamps[0] - start, "decode_tok_s": decode, "tokens": n}

@@ -20,6 +20,7 @@ from .backend import (
     Steps,
     drive,
     get_backend,
+    observe_steps,
     register_backend,
     template_stop_ids,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "drive",
     "get_backend",
     "merge_prepared",
+    "observe_steps",
     "register_backend",
     "template_stop_ids",
 ]

@@ -9,8 +9,9 @@ backend="name")` selects it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -100,6 +101,42 @@ class ResumableBackend(GenerationBackend, Protocol):
     def steps(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling) -> Steps:
         """`generate` as a generator; the engine closes it early to stop."""
         ...
+
+
+@contextlib.contextmanager
+def observe_steps(backend: GenerationBackend, seen: Callable[[Sequence[int]], None]) -> Iterator[None]:
+    """While active, `seen` gets each step's newest token ids of every run on `backend`
+    (instrumentation for tests and benchmarks: greedy ids, per-token timestamps)."""
+    if isinstance(backend, ResumableBackend):
+        original_steps = backend.steps
+
+        def steps(inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling) -> Steps:
+            with contextlib.closing(original_steps(inputs, max_new_tokens=max_new_tokens, sampling=sampling)) as run:
+                try:
+                    newest = next(run)
+                    while True:
+                        seen(newest)
+                        newest = run.send((yield newest))
+                except StopIteration:
+                    return
+
+        name, replacement = "steps", steps
+    else:
+        original = backend.generate
+
+        def generate(inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling, step: StepFn) -> None:
+            def record(newest: Sequence[int]) -> Sequence[bool]:
+                seen(newest)
+                return step(newest)
+
+            original(inputs, max_new_tokens=max_new_tokens, sampling=sampling, step=record)
+
+        name, replacement = "generate", generate
+    setattr(backend, name, replacement)
+    try:
+        yield
+    finally:
+        delattr(backend, name)
 
 
 def drive(steps: Steps, step: StepFn) -> None:
