@@ -6,7 +6,6 @@ Needs `scripts/system-deps.sh` (apt: chromium, chromium-driver); skipped with th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,31 +19,10 @@ from bimedix2.serve.config import ServeConfig
 from bimedix2.types import GenParams, ImageRef, Message
 
 pytestmark = pytest.mark.integration
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 # A question whose greedy reply from the tiny random model is mostly Arabic script (checked below).
 ARABIC_QUESTION = "صف صورة الأشعة السينية للصدر"
 MAX_TOKENS = 16
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent: run scripts/system-deps.sh to install Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def stored_texts(page) -> list[str]:  # noqa: ANN001

@@ -24,17 +24,8 @@ from bimedix2.serve.background import serve_in_thread
 from bimedix2.serve.config import ServeConfig
 
 pytestmark = pytest.mark.integration
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 LANGS = ["en", "ar"]
 LABELS = {  # a few interface strings per language (app.js STRINGS)
     "en": {"send": "Send", "stop": "Stop", "forget": "Forget everything", "copy": "Copy", "regenerate": "Regenerate"},
@@ -47,18 +38,6 @@ MARKDOWN_ANSWER = (
     '```\ncode <b>x</b>\n```\n\n<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>\n\n'
     "![remote](http://example.invalid/a.png) [link](javascript:window.pwned=3)"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent: run scripts/system-deps.sh to install Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
