@@ -82,7 +82,19 @@ def run_train(args: argparse.Namespace) -> int:
         f"metrics: {result.output_dir / 'metrics.jsonl'})"
     )
     print(f"[{RESEARCH_NOTICE}]", file=sys.stderr)
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """End a multi-process run's process group before exit, every process together: left to
+    interpreter shutdown, gloo's threads can abort a finished process (`terminate called without
+    an active exception`, seen once under DeepSpeed ZeRO-3 on CPU)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def run_merge(args: argparse.Namespace) -> int:
