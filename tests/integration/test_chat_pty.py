@@ -165,6 +165,23 @@ def test_ask_ctrl_c_exits_130_cleanly(home: Path, engine: str) -> None:
     assert "bimedix2: interrupted" in transcript
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_mid_answer_restores_the_terminal(home: Path, signum: int) -> None:
+    import termios
+
+    child = _spawn(home, "chat", "--no-history", tokens=1000)
+    _say(child, LONG_QUESTION)
+    child.expect(r"essay on the history of medicine[^\n]*\n")
+    child.expect(r"[A-Za-z]{3,}")  # streaming: echo is off now
+    assert not termios.tcgetattr(child.child_fd)[3] & termios.ECHO
+    child.kill(signum)
+    child.expect(pexpect.EOF)
+    # master and slave share one termios state: what the user's shell would find after the exit
+    assert termios.tcgetattr(child.child_fd)[3] & termios.ECHO
+    child.close()
+    assert child.exitstatus == 128 + signum, (child.exitstatus, child.signalstatus)
+
+
 def test_history_is_recalled_in_the_next_session(home: Path, tmp_path: Path) -> None:
     first = _spawn(home, "chat")
     _say(first, "What is anemia?")

@@ -257,12 +257,14 @@ class TypeAhead:
 
     At a terminal only (termios): echo and line buffering are off while active, Ctrl-C still
     signals; on exit pending input is flushed (TCIFLUSH) and `discarded` says whether there was any.
+    SIGTERM or SIGHUP meanwhile exits with status 128+signal through SystemExit, so the terminal is restored.
     """
 
     def __init__(self, stream: TextIO) -> None:
         self.discarded = False
         self._fd: int | None = None
         self._saved: Any = None
+        self._previous_handlers: dict[int, Any] = {}
         try:
             if stream.isatty():
                 self._fd = stream.fileno()
@@ -282,9 +284,25 @@ class TypeAhead:
             termios.tcsetattr(self._fd, termios.TCSANOW, quiet)
         except termios.error:
             self._saved = None
+            return self
+        self._exit_on_termination()
         return self
 
+    def _exit_on_termination(self) -> None:
+        # SIGTERM/SIGHUP's default action kills the process without unwinding, which would leave the
+        # user's terminal with echo off; exiting through SystemExit runs __exit__ (and saves history)
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def leave(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+            raise SystemExit(128 + signum)
+
+        self._previous_handlers = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
     def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous_handlers.items():
+            signal.signal(sig, previous)
+        self._previous_handlers = {}
         if self._fd is None or self._saved is None:
             return
         import termios
