@@ -17,13 +17,16 @@ Public API:
       endpoint (never the prompt). Other 4xx fail at once with ``LLMError``.
     * ``await client.chat_json(messages, validate=None, attempts=3, ...) -> JSONReply``
       parses the reply as JSON (code fences and prose around the object tolerated); a
-      malformed reply, or one ``validate`` rejects (raise ``ValueError``), is asked again
-      (each attempt is its own cache entry, so a resumed job replays it for free); after
-      ``attempts`` it returns ``JSONReply(ok=False, error=...)`` - a recorded failure, not an
-      exception. Transport failures after all retries still raise ``LLMError``.
+      malformed reply, or one ``validate`` rejects (raise ``ValueError``), gets a repair turn:
+      the original messages, the bad reply as an assistant turn and a user turn naming the
+      error (``repair_turns``), so even a deterministic endpoint gets a different request. Each
+      attempt is a distinct request with its own cache entry, so a resumed job replays it for
+      free; after ``attempts`` it returns ``JSONReply(ok=False, error=...)`` - a recorded
+      failure, not an exception. Transport failures after all retries still raise ``LLMError``.
     * ``client.usage``: ``Usage`` counters (calls paid, cache hits, retries, tokens, cost,
       JSON failures).
 - ``parse_json_reply(text)``: the tolerant JSON extraction used by ``chat_json``.
+- ``repair_turns(bad_reply, error)``: the two turns ``chat_json`` appends to re-ask.
 
 Responses are cached persistently in SQLite (WAL) keyed by sha256 of (model, messages,
 params); a finished call is committed before it is returned, so a killed and rerun job never
@@ -187,6 +190,20 @@ def parse_json_reply(text: str) -> Any:
     raise ValueError(f"reply is not valid JSON: {last_error}")
 
 
+def repair_turns(bad_reply: str, error: str) -> list[dict[str, str]]:
+    """The two turns appended to the original messages to re-ask after an unusable JSON reply."""
+    return [
+        {"role": "assistant", "content": bad_reply},
+        {
+            "role": "user",
+            "content": (
+                f"Your reply could not be used: {error}. Reply again with only the corrected JSON object, "
+                "in the format asked for above, and no other text."
+            ),
+        },
+    ]
+
+
 class _ResponseCache:
     """SQLite (WAL) response cache; each put commits at once so a kill loses no paid call."""
 
@@ -347,20 +364,15 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int | None = None,
         use_cache: bool = True,
-        cache_salt: str = "",
         **params: Any,
     ) -> ChatResult:
-        """One chat completion (cached). ``params`` go to the endpoint as-is (e.g. ``top_p``, ``seed``).
-
-        ``cache_salt`` changes the cache key without changing the request (distinct attempts).
-        """
+        """One chat completion (cached). ``params`` go to the endpoint as-is (e.g. ``top_p``, ``seed``)."""
         if not messages:
             raise LLMError("chat() needs at least one message")
         body_params: dict[str, Any] = {"temperature": temperature, **params}
         if max_tokens is not None:
             body_params["max_tokens"] = max_tokens
-        key_params = dict(body_params, _salt=cache_salt) if cache_salt else body_params
-        key = request_key(self.config.model, messages, key_params)
+        key = request_key(self.config.model, messages, body_params)
         if use_cache and self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
@@ -396,16 +408,12 @@ class LLMClient:
         max_tokens: int | None = None,
         **params: Any,
     ) -> JSONReply:
-        """Chat expecting JSON; malformed or invalid replies are asked again, then recorded as failed."""
-        raw, error = "", ""
+        """Chat expecting JSON; a malformed or invalid reply (``validate`` raising ``ValueError``) is
+        re-asked with a repair turn naming the error, up to ``attempts`` asks, then recorded as failed."""
+        base = [dict(m) for m in messages]
+        ask, raw, error = base, "", ""
         for attempt in range(attempts):
-            reply = await self.chat(
-                messages,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                cache_salt=f"json-attempt-{attempt}" if attempt else "",
-                **params,
-            )
+            reply = await self.chat(ask, temperature=temperature, max_tokens=max_tokens, **params)
             raw = reply.text
             try:
                 value = parse_json_reply(raw)
@@ -414,6 +422,7 @@ class LLMClient:
                 return JSONReply(ok=True, value=value, raw=raw, attempts=attempt + 1)
             except ValueError as exc:
                 error = str(exc)
+            ask = base + repair_turns(raw, error)
         self.usage.json_failures += 1
         return JSONReply(ok=False, value=None, raw=raw, attempts=attempts, error=error)
 

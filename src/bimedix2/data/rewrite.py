@@ -34,7 +34,6 @@ from ..types import RESEARCH_NOTICE
 from .io import write_jsonl
 from .joblock import JobLock
 from .jobstore import ItemResult, JobStore, save_error
-from .jsonask import chat_json_repaired
 from .runner import RunSummary, run_records
 from .schema import Record, Turn, record_from_json, record_to_json
 
@@ -183,8 +182,8 @@ async def rewrite_record(llm: LLMClient, kind: str, record: Record, cfg: Rewrite
             return ItemResult(rec_id=record.id, status="skipped", info={"reason": str(exc)})
     else:
         check = _conversation_check(cfg, None)
-    reply = await chat_json_repaired(
-        llm, build_messages(kind, record, cfg), validate=check, attempts=cfg.json_attempts, temperature=cfg.temperature
+    reply = await llm.chat_json(
+        build_messages(kind, record, cfg), validate=check, attempts=cfg.json_attempts, temperature=cfg.temperature
     )
     if not reply.ok:
         return ItemResult(rec_id=record.id, status="failed", info={"error": reply.error, "attempts": reply.attempts})

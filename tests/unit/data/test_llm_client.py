@@ -272,7 +272,34 @@ def test_chat_json_retries_malformed_then_succeeds(fake_server: FakeOpenAIServer
     assert reply.value == {"answer": "نعم", "score": 90}
     assert usage.json_failures == 0
     first, second = fake_server.bodies()
-    assert first == second
+    assert second != first  # a repair turn, not the same request again
+    assert first["messages"] == MSG and second["messages"][:1] == MSG
+    assert second["messages"][1] == {"role": "assistant", "content": '{"answer": "unterminated'}
+    assert second["messages"][2]["role"] == "user" and "not valid JSON" in second["messages"][2]["content"]
+
+
+def test_chat_json_repair_turn_gets_a_deterministic_endpoint_past_a_bad_reply(tmp_path: Path) -> None:
+    """An endpoint that answers the same request the same way (temperature 0) fixes its reply once told what
+    was wrong; each ask is its own cache entry, so a rerun replays both without a request."""
+
+    def deterministic(body) -> str:
+        last = body["messages"][-1]["content"]
+        return '{"score": 90, "note": "جيد"}' if "could not be used" in last else '{"score": 90, "note": "جيد"'
+
+    with FakeOpenAIServer(deterministic) as server:
+        config = cfg(server, cache_path=tmp_path / "c.sqlite")
+
+        async def go():
+            async with LLMClient(config) as llm:
+                first = await llm.chat_json(MSG, attempts=3)
+            async with LLMClient(config) as llm:
+                return first, await llm.chat_json(MSG, attempts=3), llm.usage
+
+        first, again, usage = run(go())
+        bodies = server.bodies()
+    assert first.ok and first.attempts == 2 and first.value == {"score": 90, "note": "جيد"}
+    assert len(bodies) == 2 and bodies[0] != bodies[1]
+    assert again == first and (usage.calls, usage.cache_hits) == (0, 2)
 
 
 def test_chat_json_records_failure_after_attempts_and_replays_it_from_cache(
@@ -298,6 +325,9 @@ def test_chat_json_records_failure_after_attempts_and_replays_it_from_cache(
     assert failures == 1
     assert second == first  # replayed from the cache
     assert len(fake_server.requests) == 3
+    asks = [b["messages"] for b in fake_server.bodies()]
+    assert asks[0] == MSG and asks[1][1]["content"] == '{"answer": "unterminated'
+    assert "reply holds no JSON" in asks[2][2]["content"] and asks[2][1]["content"] == "no json here"
 
 
 def test_parse_json_reply_tolerates_fences_and_prose() -> None:

@@ -23,7 +23,6 @@ from bimedix2 import cli
 from bimedix2.data import jobstore
 from bimedix2.data.io import iter_records, validate_file, write_jsonl
 from bimedix2.data.joblock import LOCK_FILE, JobLock
-from bimedix2.data.jsonask import chat_json_repaired
 from bimedix2.data.schema import Record, Turn
 from bimedix2.data.translate.pipeline import JOB_DB, OUTPUT, TranslateConfig, run_translation
 from bimedix2.data.translate.prompts import TRANSLATE_SYSTEM
@@ -226,7 +225,7 @@ def test_a_bad_json_reply_is_repaired_with_the_error_fed_back(tmp_path: Path) ->
 
         async def ask():
             async with LLMClient(LLMConfig(base_url=server.base_url, model="m", cache_path=tmp_path / "c.db")) as llm:
-                return await chat_json_repaired(llm, messages, validate=check, attempts=3)
+                return await llm.chat_json(messages, validate=check, attempts=3)
 
         import asyncio
 

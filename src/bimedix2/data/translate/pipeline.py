@@ -39,7 +39,6 @@ from ...types import RESEARCH_NOTICE
 from ..io import write_jsonl
 from ..joblock import JobLock
 from ..jobstore import ItemResult, JobStore, save_error
-from ..jsonask import chat_json_repaired
 from ..runner import RunSummary, run_records
 from ..schema import Record, Turn, record_from_json, record_to_json
 from .prompts import refine_messages, score_messages, translate_messages
@@ -153,8 +152,8 @@ class _Scored:
 
 
 async def _score(llm: LLMClient, cfg: TranslateConfig, pairs, turns: list[str], threshold: int) -> _Scored | str:  # noqa: ANN001
-    reply = await chat_json_repaired(
-        llm, score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts, **cfg.json_params()
+    reply = await llm.chat_json(
+        score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts, **cfg.json_params()
     )
     if not reply.ok:
         return f"scoring failed: {reply.error}"
@@ -174,8 +173,7 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
     pairs = [(t.speaker, t.value) for t in record.conversations]
     source = [v for _, v in pairs]
     threshold = cfg.threshold(record.split)
-    first = await chat_json_repaired(
-        llm,
+    first = await llm.chat_json(
         translate_messages(pairs),
         validate=_turns_validator(source),
         attempts=cfg.json_attempts,
@@ -199,8 +197,7 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
     best, history, rounds = scored, [scored.score], 0
     while best.score < threshold and rounds < cfg.max_rounds:
         rounds += 1
-        refined = await chat_json_repaired(
-            llm,
+        refined = await llm.chat_json(
             refine_messages(pairs, best.turns, best.score, best.issues),
             validate=_turns_validator(source),
             attempts=cfg.json_attempts,
