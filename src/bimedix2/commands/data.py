@@ -1,4 +1,4 @@
-"""`bimedix2 data ...` (validate, build, convert, rewrite, mix), `bimedix2 translate ...`, `bimedix2 review`."""
+"""`bimedix2 data ...` (validate, build, convert, rewrite, mix, overlap), `bimedix2 translate`, `bimedix2 review`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..types import RESEARCH_NOTICE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="BiMed-V data: validate, build sources, convert, rewrite, mix")
+    data = subparsers.add_parser("data", help="BiMed-V data: validate, build sources, convert, rewrite, mix, overlap")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     validate = sub.add_parser("validate", help="check a JSONL record file; reports every bad record by line and id")
@@ -48,6 +48,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mix.add_argument("out_dir", type=Path)
     mix.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
     mix.set_defaults(func=run_mix)
+
+    overlap = sub.add_parser(
+        "overlap", help="contamination audit: training records whose image or text matches a test sample"
+    )
+    overlap.add_argument("train", type=Path, help="training records (.jsonl/.json/.parquet) or a `data mix` folder")
+    overlap.add_argument(
+        "test_sets",
+        nargs="+",
+        metavar="TEST_SET",
+        help="TASK=PATH (an eval task: vqa-rad, slake, path-vqa, bimed-mbench, mimic-cxr-report, ...), "
+        "FORMAT=PATH (an eval reader, e.g. hf-vqa-parquet), NAME=FILE or FILE (BiMed-V records)",
+    )
+    overlap.add_argument("--out", type=Path, required=True, help="folder for matches.jsonl, summary.json, config.json")
+    overlap.add_argument("--ngram", type=int, default=13, help="word n-gram length (default 13; 8 is also common)")
+    overlap.add_argument(
+        "--min-text-overlap", type=float, default=0.0, help="share of a test sample's n-grams (default 0: any)"
+    )
+    overlap.add_argument(
+        "--common-ngram-limit", type=int, default=0, help="ignore n-grams in more than N test samples (0: off)"
+    )
+    overlap.add_argument("--hash", choices=("phash", "dhash"), default="phash", help="perceptual hash (phash)")
+    overlap.add_argument("--max-distance", type=int, default=6, help="image match: Hamming distance <= D of 64 bits")
+    overlap.add_argument("--image-root", type=Path, default=None, help="training images' root (default: its folder)")
+    overlap.add_argument("--no-images", action="store_true", help="skip the image check")
+    overlap.add_argument("--no-text", action="store_true", help="skip the text check")
+    overlap.add_argument("--exclude", type=Path, default=None, metavar="FILE", help="write the unmatched records here")
+    overlap.add_argument("--no-progress", action="store_true", help="hide the progress bars (stderr)")
+    overlap.set_defaults(func=run_overlap)
 
     translate = subparsers.add_parser("translate", help="English->Arabic translate, score, refine, review queue")
     tsub = translate.add_subparsers(dest="translate_command", required=True, metavar="ACTION")
@@ -167,6 +195,79 @@ def run_mix(args: argparse.Namespace) -> int:
     print(result.table)
     print(f"chart: {result.chart}")
     return 0
+
+
+def run_overlap(args: argparse.Namespace) -> int:
+    from ..data.overlap import OverlapConfig, audit
+    from ..eval.metrics.normalize import normalize_arabic
+
+    cfg = OverlapConfig(
+        ngram=args.ngram,
+        min_text_overlap=args.min_text_overlap,
+        common_ngram_limit=args.common_ngram_limit,
+        text=not args.no_text,
+        images=not args.no_images,
+        image_hash=args.hash,
+        max_distance=args.max_distance,
+        image_root=str(args.image_root) if args.image_root else None,
+    )
+    cfg.validate()
+    sets = [_overlap_test_set(spec) for spec in args.test_sets]
+    result = audit(
+        args.train, sets, cfg, args.out, fold=normalize_arabic, exclude=args.exclude, progress=not args.no_progress
+    )
+    print(f"training file: {result.train_file} ({result.train_records} records)")
+    print(
+        "| test set | samples | text-checkable | images | train records | image matches | text matches "
+        "| matched fraction | test samples hit |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s in result.sets:
+        print(
+            f"| {s.test_set} | {s.test_samples} | {s.text_checkable} | {s.test_images} | {s.train_records} "
+            f"| {s.image_matches} | {s.text_matches} | {s.matched_fraction:.4f} "
+            f"| {s.test_samples_matched} ({s.test_fraction:.4f}) |"
+        )
+    unreadable = result.train_images_unreadable + sum(s.test_images_unreadable for s in result.sets)
+    print(f"matched training records (any test set): {result.matched_records}")
+    if unreadable:
+        print(f"unreadable images: {unreadable} (listed in {args.out / 'unreadable_images.jsonl'})")
+    if result.excluded_file is not None:
+        print(f"wrote {result.kept_records} unmatched records to {result.excluded_file}")
+    print(f"matches: {args.out / 'matches.jsonl'}")
+    return 0
+
+
+def _overlap_test_set(spec: str) -> Any:
+    """One TEST_SET argument read with the eval readers (TASK=PATH, FORMAT=PATH) or as BiMed-V records."""
+    from ..data.overlap import BenchmarkSet, items_from_records, items_from_samples
+    from ..eval.datasets import READERS, read_dataset, read_mbench
+    from ..eval.tasks import list_tasks, load_task
+
+    name, sep, raw = spec.partition("=")
+    if not sep:
+        name, raw = Path(spec).stem, spec
+    path = Path(raw).expanduser()
+    if name in list_tasks():
+        task = load_task(name)
+        if task.kind == "mbench":
+            samples = read_mbench(path)
+        elif task.dataset_format:
+            samples = read_dataset(task.dataset_format, path, task.dataset_options, name)
+        else:
+            raise ConfigError(f"{spec}: task {name!r} has no test-set reader the audit can use")
+        origin = {"path": str(path), "task": name, "format": task.dataset_format or task.kind}
+        return BenchmarkSet(name, items_from_samples(samples), origin)
+    if name in READERS:
+        samples = read_dataset(name, path, {}, name)
+        return BenchmarkSet(name, items_from_samples(samples), {"path": str(path), "format": name})
+    if path.is_file():
+        return BenchmarkSet(name, items_from_records(path), {"path": str(path), "format": "bimed-v records"})
+    readable = [t for t in list_tasks() if t not in ("mcq", "uphill")]
+    raise ConfigError(
+        f"{spec}: not a test set: {name!r} is no eval task ({', '.join(readable)}) or reader "
+        f"({', '.join(sorted(READERS))}), and {path} is not a record file"
+    )
 
 
 def run_translate(args: argparse.Namespace) -> int:
