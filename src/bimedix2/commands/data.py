@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mix.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
     mix.set_defaults(func=run_mix)
 
+    from ..data.overlap import HASH_KINDS, OverlapConfig
+
+    dflt = OverlapConfig()
     overlap = sub.add_parser(
         "overlap", help="contamination audit: training records whose image or text matches a test sample"
     )
@@ -61,15 +64,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "FORMAT=PATH (an eval reader, e.g. hf-vqa-parquet), NAME=FILE or FILE (BiMed-V records)",
     )
     overlap.add_argument("--out", type=Path, required=True, help="folder for matches.jsonl, summary.json, config.json")
-    overlap.add_argument("--ngram", type=int, default=13, help="word n-gram length (default 13; 8 is also common)")
+    overlap.add_argument("--ngram", type=int, default=dflt.ngram, help="word n-gram length (default %(default)s)")
     overlap.add_argument(
-        "--min-text-overlap", type=float, default=0.0, help="share of a test sample's n-grams (default 0: any)"
+        "--min-text-overlap",
+        type=float,
+        default=dflt.min_text_overlap,
+        help="text match: at least this share of a test sample's n-grams (default %(default)s: any shared n-gram)",
     )
     overlap.add_argument(
-        "--common-ngram-limit", type=int, default=0, help="ignore n-grams in more than N test samples (0: off)"
+        "--common-ngram-limit",
+        type=int,
+        default=dflt.common_ngram_limit,
+        help="ignore n-grams held by more than N test samples (default %(default)s: off)",
     )
-    overlap.add_argument("--hash", choices=("phash", "dhash"), default="phash", help="perceptual hash (phash)")
-    overlap.add_argument("--max-distance", type=int, default=6, help="image match: Hamming distance <= D of 64 bits")
+    overlap.add_argument("--hash", choices=HASH_KINDS, default=dflt.image_hash, help="perceptual hash (%(default)s)")
+    overlap.add_argument(
+        "--max-distance",
+        type=int,
+        default=dflt.max_distance,
+        help="image match: Hamming distance at most D of 64 bits (default %(default)s)",
+    )
     overlap.add_argument("--image-root", type=Path, default=None, help="training images' root (default: its folder)")
     overlap.add_argument("--no-images", action="store_true", help="skip the image check")
     overlap.add_argument("--no-text", action="store_true", help="skip the text check")
@@ -198,7 +212,7 @@ def run_mix(args: argparse.Namespace) -> int:
 
 
 def run_overlap(args: argparse.Namespace) -> int:
-    from ..data.overlap import OverlapConfig, audit
+    from ..data.overlap import OverlapConfig, audit, resolve_train_file
     from ..eval.metrics.normalize import normalize_arabic
 
     cfg = OverlapConfig(
@@ -212,13 +226,14 @@ def run_overlap(args: argparse.Namespace) -> int:
         image_root=str(args.image_root) if args.image_root else None,
     )
     cfg.validate()
+    resolve_train_file(args.train)  # a missing training file fails before the test sets are read
     sets = [_overlap_test_set(spec) for spec in args.test_sets]
     result = audit(
         args.train, sets, cfg, args.out, fold=normalize_arabic, exclude=args.exclude, progress=not args.no_progress
     )
     print(f"training file: {result.train_file} ({result.train_records} records)")
     print(
-        "| test set | samples | text-checkable | images | train records | image matches | text matches "
+        "| test set | samples | text-checkable | test images | train records | image matches | text matches "
         "| matched fraction | test samples hit |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -45,7 +45,7 @@ class OverlapConfig:
     text: bool = True
     images: bool = True
     image_hash: str = "phash"
-    max_distance: int = 6  # Hamming distance (of 64 bits) at or under which two images match
+    max_distance: int = 8  # Hamming distance (of 64 bits) at or under which two images match
     image_root: str | None = None  # training images' root (default: the training file's folder)
 
     def validate(self) -> None:
