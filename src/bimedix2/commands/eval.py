@@ -15,6 +15,7 @@ from ..eval.bootstrap import DEFAULT_RESAMPLES
 from ..eval.spec import ENDPOINT_CONCURRENCY, ENDPOINT_KEY_ENV, ENDPOINT_TIMEOUT_S, McqMode, Protocol, RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
+from .eval_conversations import register_into as register_conversations
 from .options import add_engine_options, add_model_options, build_engine
 
 CLINICAL_FLAGS = ("radgraph", "chexbert", "bertscore")
@@ -174,6 +175,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nltk.set_defaults(func=run_setup_nltk)
 
     register_prepare_mcq_ar(sub)
+    register_conversations(sub)
 
 
 def register_prepare_mcq_ar(sub: argparse._SubParsersAction) -> None:
