@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.translation_responder import base_score, translation_responder
 
+from bimedix2.config import load_config
 from bimedix2.data.io import iter_records, validate_file, write_jsonl
 from bimedix2.data.jobstore import JobStore
 from bimedix2.data.schema import Record, Turn
+from bimedix2.data.translate import prompts_v1
 from bimedix2.data.translate.pipeline import (
     JOB_DB,
     OUTPUT,
@@ -20,9 +23,11 @@ from bimedix2.data.translate.pipeline import (
     run_translation,
     sampled_for_review,
 )
-from bimedix2.data.translate.prompts import SCORE_SYSTEM, TRANSLATE_SYSTEM
+from bimedix2.data.translate.prompts import SCORE_CONTRACT, SCORE_SYSTEM, TRANSLATE_CONTRACT, TRANSLATE_SYSTEM
 from bimedix2.errors import ConfigError
 from bimedix2.llm_client import LLMConfig
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "data"
 
 
 def english_records(n: int) -> list[Record]:
@@ -206,3 +211,42 @@ def test_json_mode_sends_response_format(server: FakeOpenAIServer, tmp_path: Pat
     run_translation(tmp_path / "in.jsonl", tmp_path / "j", config(server, json_mode=True), progress=False)
     assert server.requests
     assert all(r.body["response_format"] == {"type": "json_object"} for r in server.requests)
+
+
+def test_bimedix_v1_prompts_are_refused_naming_tables_11_and_12(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"prompts: bimedix-v1 is not available.*Table 11 .*; Table 12 "):
+        load_config(CONFIGS / "translate.yaml", TranslateConfig, ["prompts=bimedix-v1"])
+    with pytest.raises(ConfigError, match="unknown prompt set 'v1'; available: toolkit, bimedix-v1"):
+        load_config(CONFIGS / "translate.yaml", TranslateConfig, ["prompts=v1"])
+    assert load_config(CONFIGS / "translate.yaml", TranslateConfig).prompts == "toolkit"
+    write_jsonl(english_records(1), tmp_path / "in.jsonl")
+    with pytest.raises(ConfigError, match="Table 11"):  # a config built in code is refused before any request
+        run_translation(tmp_path / "in.jsonl", tmp_path / "j", config(server, prompts="bimedix-v1"), progress=False)
+    assert server.requests == [] and not (tmp_path / "j" / JOB_DB).exists()
+
+
+def test_bimedix_v1_prompts_once_sourced_are_sent_recorded_and_pinned(tmp_path: Path, monkeypatch) -> None:
+    # stand-ins for Tables 11-12 (not sourced): the option's mechanism, not the paper's words, is tested
+    monkeypatch.setattr(prompts_v1, "TRANSLATE", replace(prompts_v1.TRANSLATE, text="STAND-IN TABLE 11"))
+    monkeypatch.setattr(prompts_v1, "SCORE", replace(prompts_v1.SCORE, text="STAND-IN TABLE 12"))
+    v1 = {
+        f"STAND-IN TABLE 11\n\n{TRANSLATE_CONTRACT}": TRANSLATE_SYSTEM,
+        f"STAND-IN TABLE 12\n\n{SCORE_CONTRACT}": SCORE_SYSTEM,
+    }
+    seen = []
+
+    def v1_responder(body: dict) -> str:
+        system = body["messages"][0]["content"]
+        seen.append(system)
+        messages = [{"role": "system", "content": v1.get(system, system)}, *body["messages"][1:]]
+        return translation_responder({**body, "messages": messages})
+
+    write_jsonl(english_records(3), tmp_path / "in.jsonl")
+    with FakeOpenAIServer(v1_responder) as server:
+        v1_cfg = config(server, prompts="bimedix-v1")
+        _, stats = run_translation(tmp_path / "in.jsonl", tmp_path / "j", v1_cfg, progress=False)
+        assert stats["records_translated"] == 3
+        with pytest.raises(ConfigError, match=r"changed: \['prompts'\]"):
+            run_translation(tmp_path / "in.jsonl", tmp_path / "j", config(server), progress=False)
+    assert set(v1) <= set(seen) and TRANSLATE_SYSTEM not in seen and SCORE_SYSTEM not in seen
+    assert "prompts: bimedix-v1" in (tmp_path / "j" / "config.yaml").read_text()

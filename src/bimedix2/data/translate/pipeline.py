@@ -41,7 +41,7 @@ from ..joblock import JobLock
 from ..jobstore import ItemResult, JobStore, save_error
 from ..runner import RunSummary, run_records
 from ..schema import Record, Turn, record_from_json, record_to_json
-from .prompts import refine_messages, score_messages, translate_messages
+from .prompts import check_prompts, refine_messages, score_messages, translate_messages
 
 JOB_DB = "job.sqlite"
 CACHE_DB = "llm_cache.sqlite"
@@ -60,6 +60,7 @@ class TranslateConfig:
     json_attempts: int = 3
     seed: int = 0
     json_mode: bool = False  # send response_format={"type": "json_object"} (OpenAI, vLLM support it)
+    prompts: str = "toolkit"  # translate + score prompts: toolkit | bimedix-v1 (BiMediX v1 Tables 11-12, prompts_v1)
 
     def validate(self) -> None:
         for name in ("threshold_test", "threshold_train"):
@@ -69,6 +70,7 @@ class TranslateConfig:
             raise ConfigError("max_rounds must be >= 0 and json_attempts >= 1")
         if not 0.0 <= self.review_sample_rate <= 1.0:
             raise ConfigError(f"review_sample_rate must be within 0-1, got {self.review_sample_rate}")
+        check_prompts(self.prompts)
 
     def threshold(self, split: str) -> int:
         return self.threshold_train if split == "train" else self.threshold_test
@@ -84,6 +86,8 @@ class TranslateConfig:
             "json_attempts": self.json_attempts,
             "seed": self.seed,
             "json_mode": self.json_mode,
+            # only when not the default, so jobs started before the option existed still resume
+            **({"prompts": self.prompts} if self.prompts != "toolkit" else {}),
         }
 
     def json_params(self) -> dict[str, Any]:
@@ -153,7 +157,10 @@ class _Scored:
 
 async def _score(llm: LLMClient, cfg: TranslateConfig, pairs, turns: list[str], threshold: int) -> _Scored | str:  # noqa: ANN001
     reply = await llm.chat_json(
-        score_messages(pairs, turns), validate=_check_score, attempts=cfg.json_attempts, **cfg.json_params()
+        score_messages(pairs, turns, cfg.prompts),
+        validate=_check_score,
+        attempts=cfg.json_attempts,
+        **cfg.json_params(),
     )
     if not reply.ok:
         return f"scoring failed: {reply.error}"
@@ -174,7 +181,7 @@ async def translate_record(llm: LLMClient, record: Record, cfg: TranslateConfig)
     source = [v for _, v in pairs]
     threshold = cfg.threshold(record.split)
     first = await llm.chat_json(
-        translate_messages(pairs),
+        translate_messages(pairs, cfg.prompts),
         validate=_turns_validator(source),
         attempts=cfg.json_attempts,
         **cfg.json_params(),
@@ -259,7 +266,8 @@ def _arabic_record(
 
 
 def resolve_config(cfg: TranslateConfig, out_dir: Path) -> TranslateConfig:
-    """Default the LLM cache into the job folder."""
+    """Default the LLM cache into the job folder (and refuse an unavailable prompt set before any work)."""
+    check_prompts(cfg.prompts)
     if cfg.llm.cache_path is None:
         from dataclasses import replace
 
