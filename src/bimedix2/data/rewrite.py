@@ -9,18 +9,28 @@ Kinds:
   whose answers only use facts from the caption.
 - ``mcq-dialogue``: an MCQ item becomes a realistic doctor-patient (or student-teacher)
   dialogue that leads to the item's correct answer (BiMediX appendix method); checked: the last
-  assistant turn names the correct option's text.
+  assistant turn names the correct option's text. ``prompt`` picks its system prompt:
+  ``toolkit`` (``MCQ_SYSTEM``, the default) or ``bimedix-v1`` (BiMediX v1's Table 10, see
+  `translate.prompts_v1`; refused with a clear error while its text is not sourced).
 
 Replies that break the JSON contract or a check are asked again, then recorded as failed.
+
+Doctor review: each generated record draws a seeded number from its id; those below
+``review_sample_rate`` are queued (``review``, reason ``sampled``, the source turns kept for the
+reviewer), and ``review_sample_size`` caps the queue at the lowest draws (decided ones always
+stay). ``bimedix2 review OUT_DIR`` walks the queue; the export leaves out rejected records and
+carries edited ones.
 Output: ``OUT_DIR/rewritten.jsonl`` (input order), ``stats.json``, ``config.yaml``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,9 +43,10 @@ from ..llm_client import LLMClient, LLMConfig
 from ..types import RESEARCH_NOTICE
 from .io import write_jsonl
 from .joblock import JobLock
-from .jobstore import ItemResult, JobStore, save_error
+from .jobstore import ItemResult, JobStore, StoredItem, save_error
 from .runner import RunSummary, run_records
 from .schema import Record, Turn, record_from_json, record_to_json
+from .translate import prompts_v1
 
 KINDS = ("vqa-detail", "caption-conversation", "mcq-dialogue")
 OUTPUT = "rewritten.jsonl"
@@ -48,25 +59,32 @@ Write a detailed, well-formed answer (2-4 sentences) that:
 - never invents image findings beyond what the question and short answer imply.
 Reply with one JSON object and nothing else: {"answer": "<detailed answer>"}"""
 
-CAPTION_SYSTEM = """You turn the caption of a medical image into a conversation about the image.
+# The conversation reply contract (also appended to BiMediX v1's Table 10 prompt, so replies are checked alike).
+CONVERSATION_CONTRACT = """Reply with one JSON object and nothing else:
+{"conversation": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}, ...]}
+Turns alternate, starting with "human" and ending with "gpt"."""
+
+CAPTION_SYSTEM = (
+    """You turn the caption of a medical image into a conversation about the image.
 You receive the caption. Write a conversation between a user asking about the image and an AI assistant
 that answers as if it sees the image. Use only facts stated in the caption; do not invent findings,
 numbers or diagnoses. Keep numbers, units and drug names exactly as in the caption.
 Do not write "<image>" or mention "the caption".
-Reply with one JSON object and nothing else:
-{"conversation": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}, ...]}
-Turns alternate, starting with "human" and ending with "gpt"."""
+"""
+    + CONVERSATION_CONTRACT
+)
 
-MCQ_SYSTEM = """You turn a medical multiple-choice question into a realistic multi-turn dialogue.
+MCQ_SYSTEM = (
+    """You turn a medical multiple-choice question into a realistic multi-turn dialogue.
 You receive the question, its options and the correct answer (with an explanation when available).
 Write a conversation between a patient (or a medical student) as "human" and a doctor (or teacher) as "gpt":
 the human describes the situation from the question in their own words; the doctor asks relevant follow-up
 questions, the human answers them using only facts from the question; the doctor reasons step by step and,
 in the final turn, states the correct answer by name and explains why. Keep numbers, units and drug names exact.
 Do not mention that this comes from a multiple-choice question or list the options.
-Reply with one JSON object and nothing else:
-{"conversation": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}, ...]}
-Turns alternate, starting with "human" and ending with "gpt"."""
+"""
+    + CONVERSATION_CONTRACT
+)
 
 SYSTEMS = {"vqa-detail": VQA_DETAIL_SYSTEM, "caption-conversation": CAPTION_SYSTEM, "mcq-dialogue": MCQ_SYSTEM}
 _ANSWER = re.compile(r"The correct answer is ([A-Z])\. (.+?)(?:\n|$)")
@@ -81,12 +99,51 @@ class RewriteConfig:
     max_turns: int = 4
     json_attempts: int = 3
     temperature: float = 0.7
+    prompt: str = "toolkit"  # mcq-dialogue system prompt: toolkit | bimedix-v1 (BiMediX v1 Table 10)
+    review_sample_rate: float = 0.02  # share of generated records queued for doctor review (seeded per record)
+    review_sample_size: int | None = None  # at most this many queued (the lowest draws); None: no cap
+    seed: int = 0
 
     def validate(self) -> None:
         if not 1 <= self.min_turns <= self.max_turns:
             raise ConfigError(f"need 1 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
         if self.json_attempts < 1:
             raise ConfigError("json_attempts must be >= 1")
+        if not 0.0 <= self.review_sample_rate <= 1.0:
+            raise ConfigError(f"review_sample_rate must be within 0-1, got {self.review_sample_rate}")
+        if self.review_sample_size is not None and self.review_sample_size < 0:
+            raise ConfigError(f"review_sample_size must be >= 0 or null, got {self.review_sample_size}")
+        prompts_v1.check_prompt_set("prompt", self.prompt, (prompts_v1.MCQ_CHAT,))
+
+    def settings(self, kind: str) -> dict[str, Any]:
+        """The settings that shape a job's results (a resumed job must keep them).
+
+        The prompt and the review draw appear only when not the old behaviour (toolkit prompt, no
+        sampling), so a folder started before these options resumes with ``review_sample_rate: 0``.
+        """
+        settings: dict[str, Any] = {
+            "kind": kind, "model": self.llm.model, "min_turns": self.min_turns, "max_turns": self.max_turns,
+            "json_attempts": self.json_attempts, "temperature": self.temperature,
+        }  # fmt: skip
+        if self.prompt != prompts_v1.TOOLKIT:
+            settings["prompt"] = self.prompt
+        if self.review_sample_rate > 0:
+            settings.update(review_sample_rate=self.review_sample_rate, seed=self.seed)
+        return settings
+
+
+def review_draw(record_id: str, seed: int) -> float:
+    """A record's review draw in [0, 1): deterministic per (seed, id), so resuming never changes the sample."""
+    digest = hashlib.sha256(f"rewrite-review:{seed}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def mcq_system(cfg: RewriteConfig) -> str:
+    """The mcq-dialogue system prompt of the configured prompt set."""
+    if cfg.prompt == prompts_v1.TOOLKIT:
+        return MCQ_SYSTEM
+    prompts_v1.check_prompt_set("prompt", cfg.prompt, (prompts_v1.MCQ_CHAT,))
+    return prompts_v1.paper_system(prompts_v1.MCQ_CHAT, CONVERSATION_CONTRACT, "prompt")
 
 
 def _strip_image(text: str) -> str:
@@ -122,7 +179,8 @@ def build_messages(kind: str, record: Record, cfg: RewriteConfig) -> list[dict[s
             },
             ensure_ascii=False,
         )
-    return [{"role": "system", "content": SYSTEMS[kind]}, {"role": "user", "content": user}]
+    system = mcq_system(cfg) if kind == "mcq-dialogue" else SYSTEMS[kind]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def _conversation_check(cfg: RewriteConfig, must_end_with: str | None):  # noqa: ANN202
@@ -197,13 +255,67 @@ async def rewrite_record(llm: LLMClient, kind: str, record: Record, cfg: Rewrite
             prefix = "".join(f"{IMAGE_PLACEHOLDER}\n" for _ in record.images)
             turns = (Turn("human", prefix + turns[0].value), *turns[1:])
         task = "conversation"
-    out = record.with_(
-        id=f"{record.id}-{kind}",
-        conversations=turns,
-        task=task,
-        provenance={**dict(record.provenance), "rewritten_from": record.id, "rewrite": kind, "model": llm.config.model},
-    )
-    return ItemResult(rec_id=record.id, status="done", output=record_to_json(out), info={"attempts": reply.attempts})
+    provenance = {**dict(record.provenance), "rewritten_from": record.id, "rewrite": kind, "model": llm.config.model}
+    if kind == "mcq-dialogue" and cfg.prompt != prompts_v1.TOOLKIT:
+        provenance["rewrite_prompt"] = cfg.prompt
+    out = record.with_(id=f"{record.id}-{kind}", conversations=turns, task=task, provenance=provenance)
+    info: dict[str, Any] = {"attempts": reply.attempts}
+    draw = review_draw(record.id, cfg.seed)
+    if draw < cfg.review_sample_rate:  # queued for doctor review; the source turns are shown to the reviewer
+        info.update(review_draw=draw, source=[(t.speaker, t.value) for t in record.conversations])
+        return ItemResult(
+            rec_id=record.id, status="review", output=record_to_json(out), info=info, review_reason="sampled"
+        )
+    return ItemResult(rec_id=record.id, status="done", output=record_to_json(out), info=info)
+
+
+def cap_review_queue(store: JobStore, size: int | None) -> None:
+    """Keep at most ``size`` sampled records queued: decided ones always, then the lowest draws.
+
+    Records over the cap go back to plain ``done`` but keep their draw, so a larger cap later queues them again.
+    """
+    drawn = list(store.items("status IN ('done', 'review') AND json_extract(info, '$.review_draw') IS NOT NULL"))
+    decided = [item for item in drawn if item.decision]
+    undecided = sorted((i for i in drawn if not i.decision), key=lambda i: (i.result.info["review_draw"], i.idx))
+    room = len(undecided) if size is None else max(0, size - len(decided))
+    for n, item in enumerate(undecided):
+        want = n < room
+        if want != (item.result.review_reason == "sampled"):
+            status, reason = ("review", "sampled") if want else ("done", None)
+            finished = store.finished(item.idx)
+            store.put(item.idx, replace(item.result, status=status, review_reason=reason), finished and finished[1])
+
+
+def final_rewrite(item: StoredItem) -> Record | None:
+    """The record an item contributes to the export: None when rejected by a reviewer, failed or skipped."""
+    result = item.result
+    if item.decision == "rejected" or result.status not in ("done", "review"):
+        return None
+    obj = item.decided_output if item.decision == "edited" else result.output
+    if obj is None:
+        return None
+    record = record_from_json(obj)
+    review = item.decision or ("pending" if result.review_reason else "not sampled")
+    return record.with_(provenance={**dict(record.provenance), "rewrite_review": review})
+
+
+def export_rewrites(store: JobStore, path: str | Path) -> int:
+    """Write the job's records in input order (atomically), honouring review decisions; returns how many."""
+
+    def records() -> Iterator[Record]:
+        for item in store.items():
+            record = final_rewrite(item)
+            if record is not None:
+                yield record
+
+    return write_jsonl(records(), path)
+
+
+def review_stats(store: JobStore) -> dict[str, Any]:
+    """The doctor-review queue of a rewrite job: how many queued, decided (by decision) and pending."""
+    decisions = dict(store.sql("SELECT decision, COUNT(*) FROM items WHERE decision IS NOT NULL GROUP BY decision"))
+    queued = int(store.sql("SELECT COUNT(*) FROM items WHERE review_reason = 'sampled'")[0][0])
+    return {"queued": queued, "decisions": decisions, "pending": sum(1 for _ in store.pending_review())}
 
 
 async def run_rewrite_async(
@@ -211,15 +323,15 @@ async def run_rewrite_async(
 ) -> tuple[RunSummary, dict[str, Any]]:
     if kind not in KINDS:
         raise ConfigError(f"unknown rewrite kind {kind!r}; known: {KINDS}")
+    cfg.validate()  # before any work: an unknown or unavailable prompt set, a bad review rate
+    if cfg.prompt != prompts_v1.TOOLKIT and kind != "mcq-dialogue":
+        raise ConfigError(f"prompt: {cfg.prompt} is a prompt for mcq-dialogue only (BiMediX v1's Table 10), not {kind}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.llm.cache_path is None:
         cfg = replace(cfg, llm=replace(cfg.llm, cache_path=out / "llm_cache.sqlite"))
     with JobLock(out), JobStore(out / "job.sqlite") as store:
-        store.check_config(
-            {"kind": kind, "model": cfg.llm.model, "min_turns": cfg.min_turns, "max_turns": cfg.max_turns,
-             "json_attempts": cfg.json_attempts, "temperature": cfg.temperature}
-        )  # fmt: skip
+        store.check_config(cfg.settings(kind))
         save_config(cfg, out / "config.yaml")
         async with LLMClient(cfg.llm) as llm:
 
@@ -233,10 +345,9 @@ async def run_rewrite_async(
                 input_path, store, process, workers=cfg.llm.max_concurrency, desc=f"rewrite {kind}", progress=progress
             )
             usage = llm.usage.as_dict()
+        cap_review_queue(store, cfg.review_sample_size)
         try:
-            written = write_jsonl(
-                (record_from_json(item.result.output) for item in store.items("status = 'done'")), out / OUTPUT
-            )
+            written = export_rewrites(store, out / OUTPUT)
         except OSError as exc:
             raise save_error("the output", out, exc) from None
         stats = {
@@ -245,6 +356,7 @@ async def run_rewrite_async(
             "written": written,
             "failed": store.count("failed"),
             "skipped": store.count("skipped"),
+            "review": review_stats(store),
             "invalid_input_records": store.count("invalid"),
             "invalid_input": store.invalid_lines(),
             "redone_this_run": list(summary.redone),

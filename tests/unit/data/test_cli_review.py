@@ -48,7 +48,7 @@ def test_errors_are_clean(tmp_path: Path, capsys) -> None:
     assert main(["translate", "run", str(tmp_path / "none.jsonl"), str(tmp_path / "o")]) == 2
     assert "no LLM endpoint" in capsys.readouterr().err
     assert main(["review", str(tmp_path)]) == 2
-    assert "no translation job here" in capsys.readouterr().err
+    assert "no translation or rewrite job here" in capsys.readouterr().err
 
 
 def make_job(tmp_path: Path) -> Path:

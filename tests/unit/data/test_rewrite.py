@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from tests.fakes.openai_server import FakeOpenAIServer
 
+from bimedix2.cli import main
 from bimedix2.data.io import iter_records, write_jsonl
-from bimedix2.data.rewrite import CAPTION_SYSTEM, MCQ_SYSTEM, VQA_DETAIL_SYSTEM, RewriteConfig, run_rewrite
+from bimedix2.data.rewrite import (
+    CAPTION_SYSTEM,
+    CONVERSATION_CONTRACT,
+    MCQ_SYSTEM,
+    VQA_DETAIL_SYSTEM,
+    RewriteConfig,
+    run_rewrite,
+)
 from bimedix2.data.schema import validate_record
 from bimedix2.data.sources import iter_source
+from bimedix2.data.translate import prompts_v1
+from bimedix2.errors import ConfigError
 from bimedix2.llm_client import LLMConfig
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "data"
@@ -97,3 +109,39 @@ def test_mcq_dialogue_must_reach_the_answer_else_recorded_failure(tmp_path: Path
         run_rewrite("mcq-dialogue", tmp_path / "in.jsonl", tmp_path / "o", cfg(server2, 1), progress=False)
         assert server2.completed == 0
     assert calls == 4
+
+
+def test_bimedix_v1_chat_prompt_is_refused_before_any_work_naming_the_missing_table(tmp_path: Path, capsys) -> None:
+    write_jsonl(iter_source("medqa", FIX / "medqa"), tmp_path / "in.jsonl")
+    with FakeOpenAIServer(responder) as server:
+        base = ["data", "rewrite", "mcq-dialogue", str(tmp_path / "in.jsonl"), str(tmp_path / "o"),
+                "--base-url", server.base_url, "--model", "fake", "--no-progress", "--set"]  # fmt: skip
+        assert main([*base, "prompt=bimedix-v1"]) == 2
+        err = capsys.readouterr().err
+        assert "prompt: bimedix-v1 is not available" in err and "Table 10" in err and "arXiv:2402.13253" in err
+        assert main([*base, "prompt=paper"]) == 2
+        assert "unknown prompt set 'paper'; available: toolkit, bimedix-v1" in capsys.readouterr().err
+        assert server.requests == [] and not (tmp_path / "o" / "job.sqlite").exists()
+
+
+def test_bimedix_v1_chat_prompt_once_sourced_is_sent_recorded_and_pinned(tmp_path: Path, monkeypatch) -> None:
+    # stands in for Table 10's text (not sourced): the option's mechanism, not the paper's words, is tested
+    stand_in = "STAND-IN FOR BIMEDIX V1 TABLE 10"
+    monkeypatch.setattr(prompts_v1, "MCQ_CHAT", replace(prompts_v1.MCQ_CHAT, text=stand_in))
+    write_jsonl(iter_source("medqa", FIX / "medqa"), tmp_path / "in.jsonl")
+    v1_system = f"{stand_in}\n\n{CONVERSATION_CONTRACT}"
+
+    def v1_responder(body: dict) -> str:
+        assert body["messages"][0]["content"] == v1_system
+        return responder({**body, "messages": [{"role": "system", "content": MCQ_SYSTEM}, *body["messages"][1:]]})
+
+    with FakeOpenAIServer(v1_responder) as server:
+        c = replace(cfg(server), prompt="bimedix-v1")
+        _, stats = run_rewrite("mcq-dialogue", tmp_path / "in.jsonl", tmp_path / "o", c, progress=False)
+        assert stats["written"] == 2 and server.completed == 2
+        with pytest.raises(ConfigError, match="mcq-dialogue only"):
+            run_rewrite("vqa-detail", tmp_path / "in.jsonl", tmp_path / "v", c, progress=False)
+        with pytest.raises(ConfigError, match=r"changed: \['prompt'\]"):
+            run_rewrite("mcq-dialogue", tmp_path / "in.jsonl", tmp_path / "o", cfg(server), progress=False)
+    assert "prompt: bimedix-v1" in (tmp_path / "o" / "config.yaml").read_text()
+    assert {r.provenance["rewrite_prompt"] for r in iter_records(tmp_path / "o" / "rewritten.jsonl")} == {"bimedix-v1"}
