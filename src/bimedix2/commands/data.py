@@ -85,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="image match: Hamming distance at most D of 64 bits (default %(default)s)",
     )
     overlap.add_argument("--image-root", type=Path, default=None, help="training images' root (default: its folder)")
+    overlap.add_argument(
+        "--workers", type=int, default=dflt.workers, help="processes hashing training images (default %(default)s)"
+    )
     overlap.add_argument("--no-images", action="store_true", help="skip the image check")
     overlap.add_argument("--no-text", action="store_true", help="skip the text check")
     overlap.add_argument("--exclude", type=Path, default=None, metavar="FILE", help="write the unmatched records here")
@@ -224,6 +227,7 @@ def run_overlap(args: argparse.Namespace) -> int:
         image_hash=args.hash,
         max_distance=args.max_distance,
         image_root=str(args.image_root) if args.image_root else None,
+        workers=args.workers,
     )
     cfg.validate()
     resolve_train_file(args.train)  # a missing training file fails before the test sets are read

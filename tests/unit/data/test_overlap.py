@@ -259,6 +259,14 @@ def test_exclude_writes_the_unmatched_records_as_read(corpus: dict) -> None:
         )
 
 
+def test_worker_processes_hash_training_images_with_the_same_results(corpus: dict) -> None:
+    serial = audit(corpus["train"], [corpus["set"]], OverlapConfig(), corpus["out"], fold=normalize_arabic)
+    expected = (corpus["out"] / MATCHES).read_text(encoding="utf-8")
+    parallel = audit(corpus["train"], [corpus["set"]], OverlapConfig(workers=2), corpus["out"], fold=normalize_arabic)
+    assert (corpus["out"] / MATCHES).read_text(encoding="utf-8") == expected
+    assert (parallel.train_images, parallel.train_images_unreadable) == (serial.train_images, 2)
+
+
 def test_bad_training_lines_are_errors_naming_file_and_line(tmp_path: Path, corpus: dict) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes((json.dumps(record("ok", "fine")) + "\n").encode() + b'{"id": "x", "conversations": "\xff"}\n')

@@ -11,7 +11,7 @@ readers (this layer does not import eval).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ CONFIG = "config.json"
 UNREADABLE = "unreadable_images.jsonl"
 # BiMed-MBench keeps the PMC figure's caption and in-text mention: the text LLaVA-Med's training data holds
 CONTEXT_FIELDS = ("fig_caption", "in_text_mention")
+_CHUNK = 512  # training records read ahead, so their new images are hashed together (in parallel)
 _MIX_FILES = ("train.jsonl", "mixture.jsonl")  # a `bimedix2 data mix` folder: its train split, else the whole mix
 
 
@@ -47,6 +48,7 @@ class OverlapConfig:
     image_hash: str = "phash"
     max_distance: int = 8  # Hamming distance (of 64 bits) at or under which two images match
     image_root: str | None = None  # training images' root (default: the training file's folder)
+    workers: int = 1  # processes hashing training images (decoding dominates: ~100 images/s each)
 
     def validate(self) -> None:
         """ConfigError naming the first bad setting."""
@@ -60,6 +62,8 @@ class OverlapConfig:
             raise ConfigError(f"image_hash must be one of {', '.join(HASH_KINDS)}, got {self.image_hash!r}")
         if not 0 <= self.max_distance <= HASH_BITS:
             raise ConfigError(f"max_distance must be between 0 and {HASH_BITS}, got {self.max_distance}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if not (self.text or self.images):
             raise ConfigError("nothing to check: text and images are both off")
 
@@ -283,47 +287,51 @@ def audit(
     atomic_write_json(out_dir / CONFIG, _resolved_config(cfg, train_file, image_root, test_sets, fold, exclude))
 
     index = _Indexed(test_sets, cfg, fold, progress)
-    hashes: dict[Path, int | None] = {}
-    unreadable = list(index.unreadable)
+    hasher = _TrainHasher(cfg.image_hash, cfg.workers)
     matched: set[int] = set()
     test_hit: set[int] = set()
     records = 0
     with (
+        hasher,
         atomic_writer(out_dir / MATCHES) as out,
         tqdm(desc="overlap: training records", unit="rec", disable=not progress) as bar,
     ):
-        for position, (obj, where) in enumerate(iter_record_objects(train_file)):
-            record = record_from_json(obj, where)
-            records += 1
-            found = _match_record(record, index, cfg, fold, record_images(record, image_root), hashes, unreadable)
-            kinds_by_set: dict[int, set[str]] = {}
-            for match in found:
-                key = match.pop("key")
-                set_index, item = index.owner[key]
-                kinds_by_set.setdefault(set_index, set()).add(match["kind"])
-                test_hit.add(key)
-                line = {"train_id": record.id, "train_where": where, "test_set": names[set_index], "test_id": item.id}
-                out.write(_json_line({**line, **match}))
-            for set_index, kinds in kinds_by_set.items():
-                summary = index.summaries[set_index]
-                summary.image_matches += "image" in kinds
-                summary.text_matches += "text" in kinds
-                summary.matched_records += 1
-            if kinds_by_set:
-                matched.add(position)
-            bar.update()
+        for chunk in _chunks(enumerate(iter_record_objects(train_file)), _CHUNK):
+            parsed = [(position, record_from_json(obj, where), where) for position, (obj, where) in chunk]
+            images = {position: record_images(record, image_root) for position, record, _ in parsed}
+            if cfg.images and len(index.images):
+                hasher.prepare((record.id, images[position]) for position, record, _ in parsed)
+            for position, record, where in parsed:
+                records += 1
+                found = _match_record(record, index, cfg, fold, images[position], hasher)
+                kinds_by_set: dict[int, set[str]] = {}
+                for match in found:
+                    key = match.pop("key")
+                    set_index, item = index.owner[key]
+                    kinds_by_set.setdefault(set_index, set()).add(match["kind"])
+                    test_hit.add(key)
+                    line = {"train_id": record.id, "train_where": where, "test_set": names[set_index]}
+                    out.write(_json_line({**line, "test_id": item.id, **match}))
+                for set_index, kinds in kinds_by_set.items():
+                    summary = index.summaries[set_index]
+                    summary.image_matches += "image" in kinds
+                    summary.text_matches += "text" in kinds
+                    summary.matched_records += 1
+                if kinds_by_set:
+                    matched.add(position)
+            bar.update(len(parsed))
     for key in test_hit:
         index.summaries[index.owner[key][0]].test_samples_matched += 1
     for summary in index.summaries:
         summary.train_records = records
-    atomic_write_jsonl(out_dir / UNREADABLE, unreadable)
+    atomic_write_jsonl(out_dir / UNREADABLE, [*index.unreadable, *hasher.unreadable])
     result = AuditResult(
         train_file=train_file,
         sets=index.summaries,
         train_records=records,
         matched_records=len(matched),
-        train_images=sum(1 for h in hashes.values() if h is not None),
-        train_images_unreadable=sum(1 for h in hashes.values() if h is None),
+        train_images=hasher.hashed,
+        train_images_unreadable=len(hasher.unreadable),
         out_dir=out_dir,
     )
     if exclude is not None:
@@ -339,15 +347,14 @@ def _match_record(
     cfg: OverlapConfig,
     fold: Fold,
     images: tuple[ImageRef, ...],
-    hashes: dict[Path, int | None],
-    unreadable: list[dict[str, Any]],
+    hasher: _TrainHasher,
 ) -> list[dict[str, Any]]:
     """The matches of one training record: the closest image per test sample, and text hits."""
     found: list[dict[str, Any]] = []
     if cfg.images and images and len(index.images):
         best: dict[int, tuple[int, str, str]] = {}
         for ref in images:
-            value = _train_hash(ref, cfg.image_hash, hashes, unreadable, record.id)
+            value = hasher.get(ref)
             if value is None:
                 continue
             for key, distance, test_label in index.images.near(value, cfg.max_distance):
@@ -376,21 +383,73 @@ def _match_record(
     return found
 
 
-def _train_hash(
-    ref: ImageRef, kind: str, hashes: dict[Path, int | None], unreadable: list[dict[str, Any]], rid: str
-) -> int | None:
-    """A training image's hash, computed once per file; None (and listed) when it cannot be read."""
-    path = ref.source if isinstance(ref.source, Path) else None
-    if path is not None and path in hashes:
-        return hashes[path]
+def _hash_file(path: Path, kind: str) -> int | str:
+    """A file's perceptual hash, or why it has none (top level: it runs in worker processes)."""
     try:
-        value: int | None = perceptual_hash(ref, kind)
+        return perceptual_hash(path, kind)
     except UnhashableImage as exc:
-        value = None
-        unreadable.append({"side": "train", "train_id": rid, "image": ref.label(), "error": str(exc)})
-    if path is not None:
-        hashes[path] = value
-    return value
+        return str(exc)
+
+
+class _TrainHasher:
+    """Training image hashes, computed once per file, in worker processes when `workers` > 1."""
+
+    def __init__(self, kind: str, workers: int) -> None:
+        self.kind = kind
+        self.workers = workers
+        self._values: dict[Path, int | None] = {}
+        self.unreadable: list[dict[str, Any]] = []
+        self.hashed = 0
+        self._pool: Any = None
+
+    def __enter__(self) -> _TrainHasher:
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: the parent holds threads (progress bars), which fork would copy mid-state
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def prepare(self, records: Iterable[tuple[str, tuple[ImageRef, ...]]]) -> None:
+        """Hash every not yet seen image of these records (id, images); unreadable ones are listed once."""
+        todo: dict[Path, str] = {}
+        for rid, refs in records:
+            for ref in refs:
+                path = Path(ref.source) if not isinstance(ref.source, bytes) else None
+                if path is not None and path not in self._values and path not in todo:
+                    todo[path] = rid
+        paths = list(todo)
+        if self._pool is not None:
+            values = list(self._pool.map(_hash_file, paths, [self.kind] * len(paths), chunksize=8))
+        else:
+            values = [_hash_file(path, self.kind) for path in paths]
+        for path, value in zip(paths, values, strict=True):
+            if isinstance(value, int):
+                self._values[path] = value
+                self.hashed += 1
+            else:
+                self._values[path] = None
+                self.unreadable.append({"side": "train", "train_id": todo[path], "image": str(path), "error": value})
+
+    def get(self, ref: ImageRef) -> int | None:
+        """A prepared image's hash; None when it could not be read."""
+        return self._values.get(Path(ref.source)) if not isinstance(ref.source, bytes) else None
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _json_line(obj: dict[str, Any]) -> str:
