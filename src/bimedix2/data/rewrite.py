@@ -273,17 +273,22 @@ def cap_review_queue(store: JobStore, size: int | None) -> None:
     """Keep at most ``size`` sampled records queued: decided ones always, then the lowest draws.
 
     Records over the cap go back to plain ``done`` but keep their draw, so a larger cap later queues them again.
+    Only (idx, draw, decision, reason) are read for every drawn row, so a 1.6M-record job stays small in memory.
     """
-    drawn = list(store.items("status IN ('done', 'review') AND json_extract(info, '$.review_draw') IS NOT NULL"))
-    decided = [item for item in drawn if item.decision]
-    undecided = sorted((i for i in drawn if not i.decision), key=lambda i: (i.result.info["review_draw"], i.idx))
-    room = len(undecided) if size is None else max(0, size - len(decided))
-    for n, item in enumerate(undecided):
+    drawn = store.sql(
+        "SELECT idx, json_extract(info, '$.review_draw'), decision, review_reason FROM items"
+        " WHERE status IN ('done', 'review') AND json_extract(info, '$.review_draw') IS NOT NULL"
+    )
+    decided = sum(1 for _, _, decision, _ in drawn if decision)
+    undecided = sorted((draw, idx, reason) for idx, draw, decision, reason in drawn if not decision)
+    room = len(undecided) if size is None else max(0, size - decided)
+    for n, (_, idx, reason) in enumerate(undecided):
         want = n < room
-        if want != (item.result.review_reason == "sampled"):
-            status, reason = ("review", "sampled") if want else ("done", None)
-            finished = store.finished(item.idx)
-            store.put(item.idx, replace(item.result, status=status, review_reason=reason), finished and finished[1])
+        if want != (reason == "sampled"):
+            (item,) = store.items("idx = ?", (idx,))
+            status, new_reason = ("review", "sampled") if want else ("done", None)
+            finished = store.finished(idx)
+            store.put(idx, replace(item.result, status=status, review_reason=new_reason), finished and finished[1])
 
 
 def final_rewrite(item: StoredItem) -> Record | None:
