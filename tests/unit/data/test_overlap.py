@@ -272,6 +272,7 @@ def test_bad_training_lines_are_errors_naming_file_and_line(tmp_path: Path, corp
     bad.write_bytes((json.dumps(record("ok", "fine")) + "\n").encode() + b'{"id": "x", "conversations": "\xff"}\n')
     with pytest.raises(RecordError, match=r"bad\.jsonl:2: not valid UTF-8"):
         audit(bad, [corpus["set"]], OverlapConfig(), tmp_path / "o", fold=normalize_arabic)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []  # nothing half-written
     bad.write_text(json.dumps(record("ok", "fine")) + "\n" + json.dumps({"id": "y"}) + "\n", encoding="utf-8")
     with pytest.raises(RecordError, match=r"bad\.jsonl:2"):
         audit(bad, [corpus["set"]], OverlapConfig(), tmp_path / "o", fold=normalize_arabic)

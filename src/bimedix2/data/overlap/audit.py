@@ -284,7 +284,6 @@ def audit(
     image_root = Path(cfg.image_root) if cfg.image_root else train_file.parent
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / CONFIG, _resolved_config(cfg, train_file, image_root, test_sets, fold, exclude))
 
     index = _Indexed(test_sets, cfg, fold, progress)
     hasher = _TrainHasher(cfg.image_hash, cfg.workers)
@@ -338,6 +337,8 @@ def audit(
         result.excluded_file = Path(exclude)
         result.kept_records = write_excluded(train_file, matched, Path(exclude))
     atomic_write_json(out_dir / SUMMARY, result.as_dict())
+    # last: a failed audit leaves an older folder as it was (matches.jsonl is written atomically too)
+    atomic_write_json(out_dir / CONFIG, _resolved_config(cfg, train_file, image_root, test_sets, fold, exclude))
     return result
 
 
