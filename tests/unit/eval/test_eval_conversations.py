@@ -206,3 +206,45 @@ def test_in_process_model_against_an_endpoint(tmp_path: Path, tiny_engine) -> No
         assert results["win_tie_loss"]["ar"]["tie"] == 1.0
         evaluate(items, sides, Patient(), JudgeSpec(judge.base_url, "j"), PARAMS, out, CONFIG, n_resamples=0)
     assert loads == [1]  # loaded once; not again when every conversation is stored
+
+
+def test_cli_in_process_against_endpoint_then_agreement(
+    tmp_path: Path, tiny_llava_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bimedix2.cli import main
+    from bimedix2.eval.rater.ratings import RatingStore
+
+    out = tmp_path / "out"
+    with FakeOpenAIServer(responder=_model("B")) as b, FakeOpenAIServer(responder=_judge) as judge:
+        argv = [
+            "eval",
+            "conversations",
+            "--script",
+            str(SCRIPT),
+            "--model-a",
+            str(tiny_llava_path),
+            "--label-a",
+            "tiny",
+        ]
+        argv += ["--endpoint-b", b.base_url, "--endpoint-model-b", "beta", "--judge", judge.base_url]
+        argv += ["--judge-model", "j", "--out", str(out), "--max-new-tokens", "4", "--bootstrap", "100"]
+        assert main(argv) == 0
+        captured = capsys.readouterr()
+        assert "tiny (A) vs beta (B)" in captured.out and "position bias" in captured.out
+        assert "conversations" in captured.err  # progress on stderr
+        config = json.loads((out / "config.json").read_text())
+        assert config["a"]["in_process"] == str(tiny_llava_path) and config["b"]["model"] == "beta"
+        assert config["judge"]["model"] == "j" and len(config["script_sha256"]) == 64
+        bad = ["eval", "conversations", "--script", str(SCRIPT), "--judge", judge.base_url, "--judge-model", "j"]
+        assert main([*bad, "--endpoint-b", b.base_url, "--endpoint-model-b", "beta", "--out", str(out)]) != 0
+        assert "give exactly one of --model-a PATH or --endpoint-a URL" in capsys.readouterr().err
+    pairs = {p["pair"] for p in read_sheet(out)}
+    for rater in ("dr-a", "dr-b"):
+        store = RatingStore(out, rater, pairs)
+        for pair in sorted(pairs):
+            store.rate(pair, "B")
+    assert main(["eval", "agreement", str(out), "--bootstrap", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "cohen_kappa" in text and "LLM judge vs dr-a" in text
+    agreement = json.loads((out / "agreement.json").read_text())
+    assert agreement["win_tie_loss"]["overall"]["n"] == 8 and agreement["a"] == "tiny"
