@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from tqdm import tqdm
 
@@ -303,20 +303,7 @@ def audit(
             for position, record, where in parsed:
                 records += 1
                 found = _match_record(record, index, cfg, fold, images[position], hasher)
-                kinds_by_set: dict[int, set[str]] = {}
-                for match in found:
-                    key = match.pop("key")
-                    set_index, item = index.owner[key]
-                    kinds_by_set.setdefault(set_index, set()).add(match["kind"])
-                    test_hit.add(key)
-                    line = {"train_id": record.id, "train_where": where, "test_set": names[set_index]}
-                    out.write(_json_line({**line, "test_id": item.id, **match}))
-                for set_index, kinds in kinds_by_set.items():
-                    summary = index.summaries[set_index]
-                    summary.image_matches += "image" in kinds
-                    summary.text_matches += "text" in kinds
-                    summary.matched_records += 1
-                if kinds_by_set:
+                if _write_matches(out, record.id, where, found, index, names, test_hit):
                     matched.add(position)
             bar.update(len(parsed))
     for key in test_hit:
@@ -340,6 +327,32 @@ def audit(
     # last: a failed audit leaves an older folder as it was (matches.jsonl is written atomically too)
     atomic_write_json(out_dir / CONFIG, _resolved_config(cfg, train_file, image_root, test_sets, fold, exclude))
     return result
+
+
+def _write_matches(
+    out: IO[str],
+    rid: str,
+    where: str,
+    found: list[dict[str, Any]],
+    index: _Indexed,
+    names: list[str],
+    test_hit: set[int],
+) -> bool:
+    """Write one training record's matches and count them per test set; whether it matched at all."""
+    kinds_by_set: dict[int, set[str]] = {}
+    for match in found:
+        key = match.pop("key")
+        set_index, item = index.owner[key]
+        kinds_by_set.setdefault(set_index, set()).add(match["kind"])
+        test_hit.add(key)
+        line = {"train_id": rid, "train_where": where, "test_set": names[set_index], "test_id": item.id}
+        out.write(_json_line({**line, **match}))
+    for set_index, kinds in kinds_by_set.items():
+        summary = index.summaries[set_index]
+        summary.image_matches += "image" in kinds
+        summary.text_matches += "text" in kinds
+        summary.matched_records += 1
+    return bool(kinds_by_set)
 
 
 def _match_record(
@@ -384,10 +397,10 @@ def _match_record(
     return found
 
 
-def _hash_file(path: Path, kind: str) -> int | str:
+def _hash_file(path: str, kind: str) -> int | str:
     """A file's perceptual hash, or why it has none (top level: it runs in worker processes)."""
     try:
-        return perceptual_hash(path, kind)
+        return perceptual_hash(Path(path), kind)
     except UnhashableImage as exc:
         return str(exc)
 
@@ -398,7 +411,7 @@ class _TrainHasher:
     def __init__(self, kind: str, workers: int) -> None:
         self.kind = kind
         self.workers = workers
-        self._values: dict[Path, int | None] = {}
+        self._values: dict[str, int | None] = {}  # path -> hash (str keys: ~170 bytes per distinct image)
         self.unreadable: list[dict[str, Any]] = []
         self.hashed = 0
         self._pool: Any = None
@@ -418,10 +431,10 @@ class _TrainHasher:
 
     def prepare(self, records: Iterable[tuple[str, tuple[ImageRef, ...]]]) -> None:
         """Hash every not yet seen image of these records (id, images); unreadable ones are listed once."""
-        todo: dict[Path, str] = {}
+        todo: dict[str, str] = {}
         for rid, refs in records:
             for ref in refs:
-                path = Path(ref.source) if not isinstance(ref.source, bytes) else None
+                path = str(ref.source) if not isinstance(ref.source, bytes) else None
                 if path is not None and path not in self._values and path not in todo:
                     todo[path] = rid
         paths = list(todo)
@@ -435,11 +448,11 @@ class _TrainHasher:
                 self.hashed += 1
             else:
                 self._values[path] = None
-                self.unreadable.append({"side": "train", "train_id": todo[path], "image": str(path), "error": value})
+                self.unreadable.append({"side": "train", "train_id": todo[path], "image": path, "error": value})
 
     def get(self, ref: ImageRef) -> int | None:
         """A prepared image's hash; None when it could not be read."""
-        return self._values.get(Path(ref.source)) if not isinstance(ref.source, bytes) else None
+        return self._values.get(str(ref.source)) if not isinstance(ref.source, bytes) else None
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
