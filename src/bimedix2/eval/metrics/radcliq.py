@@ -8,9 +8,11 @@ clinically significant errors a radiologist would find (lower is better):
 
 MultiMedEval (multimedeval/report_comparison_utils.py `compute_composite`) feeds it its partial-reward
 F1-RadGraph, the baseline-rescaled BERTScore F1, the CheXbert vector similarity and BLEU-2, per sample,
-and averages. The scaler and coefficients below are those of CXR-Report-Metric's `radcliq-v1.pkl`
-as written out in RadEval (github.com/jbdel/RadEval, radcliq.py); var_ = scale_**2 there, a check
-on the transcription.
+and averages. The scaler (sklearn StandardScaler mean_/scale_) and the coefficients (last one the
+intercept) below are the float64 values stored in CXR-Report-Metric's `CXRMetric/radcliq-v1.pkl`
+(rajpurkarlab/CXR-Report-Metric @ 9c9ecad), read from the pickle's opcodes without unpickling it;
+MultiMedEval's `radcliq-v1.dill` holds the same values bit for bit. Its input columns are in the order
+CXR-Report-Metric's run_eval.py COLS names them: radgraph_combined, bertscore, semb_score, bleu_score.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 
 FEATURES = ("f1_radgraph", "bertscore_rescaled", "chexbert_similarity", "bleu2")
-MEAN = np.array([0.53792312, 0.61757256, 0.76479421, 0.44738335])
-SCALE = np.array([0.30282584, 0.22430938, 0.25394391, 0.29892717])
-COEFS = np.array([-3.77083683e-01, -3.70300100e-01, -2.52616218e-01, 4.31504841e-12])
-INTERCEPT = 2.46655256e-10
+MEAN = np.array([0.5379231241355762, 0.6175725628125001, 0.7647942121140658, 0.44738335396242174])
+SCALE = np.array([0.3028258411486429, 0.22430938459304575, 0.2539439110169773, 0.2989271671041838])
+COEFS = np.array([-0.37708368261038905, -0.37030009974480316, -0.25261621789593225, 4.315048405024756e-12])
+INTERCEPT = 2.466552561323256e-10
 
 
 def radcliq_v1(

@@ -1,7 +1,8 @@
 """Two tokenizer methods transformers 5 removed, restored for the scoring libraries that still call them.
 
 radgraph 0.1.18 (its vendored allennlp) calls `encode_plus` and `build_inputs_with_special_tokens`;
-bert-score 0.3.13 calls `build_inputs_with_special_tokens([])` for an empty sentence. Both are the
+bert-score 0.3.13 calls `build_inputs_with_special_tokens([])` for an empty sentence; f1chexbert 0.0.2
+calls `encode_plus(tokens)` on a list of WordPiece tokens. Both are the
 field's reference implementations, so we keep them and add the methods back for the duration of
 their calls only (a context manager), leaving transformers untouched outside it.
 """
@@ -13,14 +14,29 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.tokenization_utils_base import BatchEncoding, PreTrainedTokenizerBase
 
 _LOCK = threading.RLock()
 _DEPTH = 0
 
 
 def _encode_plus(self: PreTrainedTokenizerBase, text: Any, text_pair: Any = None, **kwargs: Any) -> Any:
-    """transformers 4's `encode_plus`: one (pair of) sequence(s), same as calling the tokenizer."""
+    """transformers 4's `encode_plus`: one (pair of) sequence(s), same as calling the tokenizer.
+
+    A list of strings is, as in transformers 4, one sequence of already-made tokens (f1chexbert passes
+    `tokenizer.tokenize(report)`): their ids, wrapped in the special tokens; calling the tokenizer would
+    read it as a batch of texts instead."""
+    if (
+        isinstance(text, (list, tuple))
+        and all(isinstance(t, str) for t in text)
+        and not kwargs.get("is_split_into_words")
+    ):
+        if text_pair is not None or set(kwargs) - {"add_special_tokens"}:
+            raise NotImplementedError("encode_plus(tokens) with a pair or options is not needed by f1chexbert")
+        ids = self.convert_tokens_to_ids(list(text))
+        if kwargs.get("add_special_tokens", True):
+            ids = _build_inputs_with_special_tokens(self, ids)
+        return BatchEncoding({"input_ids": ids, "attention_mask": [1] * len(ids)})
     return self(text, text_pair, **kwargs)
 
 
