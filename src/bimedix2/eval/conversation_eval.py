@@ -157,10 +157,8 @@ def summarize(
 ) -> dict[str, Any]:
     """results.json's body: win/tie/loss with intervals, unparsed counts and the position bias, per language."""
     languages = sorted({str(r["language"]) for r in rows})
-    unparsed = {
-        lang: sum(r["outcome"] is None for r in rows if r["language"] == lang) for lang in ["overall", *languages]
-    }
-    unparsed["overall"] = sum(r["outcome"] is None for r in rows)
+    unparsed = {"overall": sum(r["outcome"] is None for r in rows)}
+    unparsed.update({lang: sum(r["outcome"] is None for r in rows if r["language"] == lang) for lang in languages})
     bias = {
         "overall": position_bias(rows),
         **{lang: position_bias([r for r in rows if r["language"] == lang]) for lang in languages},

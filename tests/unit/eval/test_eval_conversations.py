@@ -248,3 +248,23 @@ def test_cli_in_process_against_endpoint_then_agreement(
     assert "cohen_kappa" in text and "LLM judge vs dr-a" in text
     agreement = json.loads((out / "agreement.json").read_text())
     assert agreement["win_tie_loss"]["overall"]["n"] == 8 and agreement["a"] == "tiny"
+
+
+def test_a_failing_judge_keeps_the_conversations_and_a_rerun_asks_only_the_judge(tmp_path: Path) -> None:
+    from bimedix2.errors import LLMError
+
+    items = load_script(SCRIPT)
+    out = tmp_path / "out"
+    with (
+        FakeOpenAIServer(responder=_model("A")) as a,
+        FakeOpenAIServer(responder=_model("B")) as b,
+        FakeOpenAIServer(responder=_judge) as judge,
+    ):
+        judge.fault_when(lambda body: "صداع" in str(body), "400", times=2)
+        spec = JudgeSpec(judge.base_url, "judge-m")
+        with pytest.raises(LLMError):
+            evaluate(items, _sides(a, b, out), Patient(), spec, PARAMS, out, CONFIG, n_resamples=0)
+        asked = (len(a.requests), len(b.requests))
+        results = evaluate(items, _sides(a, b, out), Patient(), spec, PARAMS, out, CONFIG, n_resamples=0)
+        assert (len(a.requests), len(b.requests)) == asked  # the conversations were kept
+        assert results["n_pairs"] == 4 and results["win_tie_loss"]["overall"]["n"] == 3
