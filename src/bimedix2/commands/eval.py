@@ -15,6 +15,7 @@ from ..eval.bootstrap import DEFAULT_RESAMPLES
 from ..eval.spec import ENDPOINT_CONCURRENCY, ENDPOINT_KEY_ENV, ENDPOINT_TIMEOUT_S, McqMode, Protocol, RunConfig
 from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
+from .eval_baselines import register_baselines
 from .eval_conversations import register_into as register_conversations
 from .options import add_engine_options, add_model_options, build_engine
 
@@ -150,9 +151,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=run_eval_cmd)
 
     rep = sub.add_parser("report", help="markdown + HTML tables and a radar chart from results files")
-    rep.add_argument("results", nargs="+", type=Path, help="results.json files to compare")
+    rep.add_argument("results", nargs="+", type=Path, help="results.json files or `eval run --out` folders")
     rep.add_argument("--out", type=Path, required=True, help="output directory")
-    rep.add_argument("--with-reference", action="store_true", help="add the shipped BiMediX2 reference file")
+    rep.add_argument(
+        "--with-reference", action="store_true", help="also add the paper's numbers as rows of the per-kind tables"
+    )
+    rep.add_argument(
+        "--no-paper-column", action="store_true", help="side-by-side table without the paper (reported) column"
+    )
     rep.set_defaults(func=run_report)
 
     cmp = sub.add_parser(
@@ -176,6 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     register_prepare_mcq_ar(sub)
     register_conversations(sub)
+    register_baselines(sub)
 
 
 def register_prepare_mcq_ar(sub: argparse._SubParsersAction) -> None:
@@ -296,7 +303,10 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from ..eval.report import render_report
 
-    for kind, path in render_report(args.results, args.out, with_reference=args.with_reference).items():
+    files = render_report(
+        args.results, args.out, with_reference=args.with_reference, paper_column=not args.no_paper_column
+    )
+    for kind, path in files.items():
         print(f"{kind}: {path}")
     return 0
 

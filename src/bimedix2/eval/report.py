@@ -20,15 +20,30 @@ from ..fileio import atomic_write_text
 from ..types import RESEARCH_NOTICE
 from .kinds import EvalKind, all_kinds, get_kind
 from .results import load_results
+from .side_by_side import side_by_side_table
 from .tables import ModelResults, Table
 from .tasks import builtin_task_kinds
 
-__all__ = ["Table", "build_tables", "radar_axes", "radar_chart", "reference_results_path", "render_report"]
+__all__ = [
+    "Table",
+    "build_tables",
+    "radar_axes",
+    "radar_chart",
+    "reference_results_path",
+    "render_report",
+    "results_file",
+]
 
 
 def reference_results_path() -> Path:
     """The shipped BiMediX2 reference results file (see its `note` for what it holds)."""
     return Path(str(resources.files("bimedix2.eval") / "reference" / "bimedix2_paper.json"))
+
+
+def results_file(path: Path) -> Path:
+    """A run's results.json: the path itself, or `<path>/results.json` for an `eval run --out` folder."""
+    path = Path(path)
+    return path / "results.json" if path.is_dir() else path
 
 
 def _label(results: dict[str, Any]) -> str:
@@ -143,6 +158,11 @@ def interval_line(all_results: Sequence[dict[str, Any]]) -> str:
     return f"Cells `x [lo, hi]`: the value and its 95% percentile-bootstrap interval over samples ({runs})."
 
 
+def _md_row(cells: Sequence[str]) -> str:
+    """One markdown table row; a `|` inside a cell (e.g. in a task title) is escaped."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
 def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | None, protocols: str = "") -> str:
     lines = [
         "# Evaluation report",
@@ -154,8 +174,8 @@ def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | No
         *([protocols, ""] if protocols else []),
     ]
     for t in tables:
-        lines += [f"## {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
-        lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+        lines += [f"## {t.title}", "", _md_row(t.columns), "|" + "---|" * len(t.columns)]
+        lines += [_md_row(r) for r in t.rows]
         lines += [""] + [f"- {n}" for n in t.notes] + [""]
     if chart:
         lines += ["## Radar chart", "", f"![radar]({chart})", ""]
@@ -165,7 +185,7 @@ def to_markdown(tables: Sequence[Table], sources: Sequence[str], chart: str | No
 def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None, protocols: str = "") -> str:
     e = html.escape
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title>",
+        "<!doctype html><html lang='en' dir='ltr'><head><meta charset='utf-8'><title>Evaluation report</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:.5em}"
         "td,th{border:1px solid #bbb;padding:4px 8px;text-align:center}th{background:#eee}"
         ".notice{background:#fff3cd;padding:.5em}</style></head><body>",
@@ -177,10 +197,11 @@ def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None, 
     for t in tables:
         parts.append(
             f"<h2>{e(t.title)}</h2><table><thead><tr>"
-            + "".join(f"<th>{e(c)}</th>" for c in t.columns)
+            + "".join(f"<th dir='auto'>{e(c)}</th>" for c in t.columns)
             + "</tr></thead><tbody>"
         )
-        parts += ["<tr>" + "".join(f"<td dir='auto'>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows]
+        # dir='auto' + <bdi>: an Arabic task name or answer keeps its own direction inside an LTR table
+        parts += ["<tr>" + "".join(f"<td dir='auto'><bdi>{e(c)}</bdi></td>" for c in r) + "</tr>" for r in t.rows]
         parts.append("</tbody></table>" + "".join(f"<p><small>{e(n)}</small></p>" for n in t.notes))
     if chart:
         parts.append(f"<h2>Radar chart</h2><img src='{e(chart)}' alt='radar chart' width='640'>")
@@ -188,16 +209,26 @@ def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None, 
     return "\n".join(parts)
 
 
-def render_report(result_files: Sequence[Path], out_dir: Path, with_reference: bool = False) -> dict[str, Path]:
-    """Write report.md, report.html and radar.png (when >= 3 axes) into `out_dir`."""
-    files = [Path(p) for p in result_files] + ([reference_results_path()] if with_reference else [])
+def render_report(
+    result_files: Sequence[Path], out_dir: Path, with_reference: bool = False, paper_column: bool = True
+) -> dict[str, Path]:
+    """Write report.md, report.html and radar.png (when >= 3 axes) into `out_dir`.
+
+    `result_files`: results.json files or `eval run --out` folders. The report opens with the side-by-side
+    table (one column per run; with `paper_column`, the shipped paper numbers as a reported column), then
+    each kind's tables in the paper's shapes (`with_reference`: the paper's numbers as rows there too).
+    """
+    measured = [results_file(p) for p in result_files]
+    files = measured + ([reference_results_path()] if with_reference else [])
     if not files:
         from ..errors import EvalDataError
 
-        raise EvalDataError("no results files given: pass one or more results.json paths")
+        raise EvalDataError("no results files given: pass one or more results.json paths or run folders")
     all_results = unique_labels([load_results(p) for p in files])
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(all_results)
+    reference = load_results(reference_results_path()) if paper_column else None
+    side = side_by_side_table(all_results[: len(measured)], reference)
+    tables = ([side] if side else []) + build_tables(all_results)
     chart = radar_chart(all_results, out_dir / "radar.png")
     chart_name = chart.name if chart else None
     sources = [str(p) for p in files]

@@ -165,6 +165,8 @@ def test_shipped_eval_configs_are_valid() -> None:
     from bimedix2.eval.tasks import list_tasks, load_task
 
     for path in (Path(__file__).resolve().parents[3] / "configs" / "eval").glob("*.yaml"):
+        if path.name.startswith("baselines"):  # a baselines file, not a run config (test_eval_baselines loads it)
+            continue
         options = from_dict(EvalRunOptions, load_yaml(path))
         assert options.tasks and set(options.tasks) <= set(list_tasks()), path
         assert set(options.data) <= set(options.tasks), path
@@ -203,3 +205,66 @@ def test_reference_renders_beside_a_result(tmp_path: Path) -> None:
     assert label not in improved  # the paper has no improved-mode numbers
     axes = radar_axes([load_results(mine), ref])
     assert axes["MCQ (English)"][label] == pytest.approx(70.4) and axes["CT (AR)"][label] == pytest.approx(50.8)
+
+
+def _with_intervals(data: dict) -> dict:
+    """A copy whose every metric leaf carries a [v - 0.1, v + 0.1] interval (the runner's ci95 nesting)."""
+
+    def ci(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: ci(v) for k, v in node.items() if v is not None}
+        return [node - 0.1, node + 0.1]  # type: ignore[operator]
+
+    return {**data, "tasks": {t: {**e, "ci95": ci(e["metrics"])} for t, e in data["tasks"].items()}}
+
+
+def _side_by_side(md: str) -> str:
+    return md.split("## Side by side")[1].split("\n## ")[0]
+
+
+def test_side_by_side_one_column_per_run_with_intervals_and_the_paper_column(tmp_path: Path) -> None:
+    a = _with_intervals(_results("model-a", 1.0))
+    a["tasks"]["mcq"]["mcq_mode"] = "generative"
+    b = _results("model-b", 0.5)  # no intervals: bare numbers, named in a note
+    run_dir = tmp_path / "run-a"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps(a), encoding="utf-8")
+    out = render_report([run_dir, _write(tmp_path, "b", b)], tmp_path / "rep")  # a run folder or a results.json
+    table = _side_by_side(out["markdown"].read_text(encoding="utf-8"))
+    label = load_results(reference_results_path())["label"]
+    assert f"| Task | Metric | model-a | model-b | paper (reported): {label} |" in table
+    assert "| VQA-RAD (vqa-rad) | (protocol) | not recorded | not recorded | published |" in table
+    assert "|  | multimedeval / closed_accuracy | 80.0 [70.0, 90.0] | 40.0 | 72.5 |" in table
+    assert "|  | improved / closed_accuracy | 80.0 [70.0, 90.0] | 40.0 | - |" in table  # no paper number
+    assert "| Medical MCQ (mcq) | (protocol) | not recorded, MCQ generative | not recorded | published |" in table
+    assert "|  | English / usmle | - | - | 68.6 |" in table  # the paper's row, not run here
+    assert "|  | f1_radgraph | n/a | n/a | 9.8 |" in table  # unavailable: n/a, never 0
+    assert "|  | English / overall | 80.0 [79.9, 80.1] | 40.0 | 62.2 |" in table  # MBench: percent already
+    assert "No intervals recorded (run without --bootstrap or an older file): model-b." in table
+    assert "reported, not measured here" in table
+    without = render_report([run_dir], tmp_path / "rep2", paper_column=False)["markdown"].read_text(encoding="utf-8")
+    assert "| Task | Metric | model-a |\n" in _side_by_side(without) and "published" not in _side_by_side(without)
+
+
+def test_side_by_side_arabic_task_names_render_rtl_safe(tmp_path: Path) -> None:
+    data = _results("نموذج", 1.0)
+    data["tasks"] = {
+        "ar-vqa": {"kind": "vqa", "title": "أسئلة طبية | مرئية", "metrics": data["tasks"]["slake"]["metrics"]}
+    }
+    out = render_report([_write(tmp_path, "ar", data)], tmp_path / "rep")
+    md = _side_by_side(out["markdown"].read_text(encoding="utf-8"))
+    assert "| أسئلة طبية \\| مرئية (ar-vqa) | (protocol) |" in md  # the cell's own | escaped
+    html = out["html"].read_text(encoding="utf-8")
+    assert "<td dir='auto'><bdi>أسئلة طبية | مرئية (ar-vqa)</bdi></td>" in html
+    assert "<th dir='auto'>نموذج</th>" in html and "<html lang='en' dir='ltr'>" in html
+
+
+def test_cli_report_takes_run_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(_with_intervals(_results("model-a", 1.0))), encoding="utf-8")
+    assert main(["eval", "report", str(run), "--out", str(tmp_path / "rep"), "--no-paper-column"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    assert "| Task | Metric | model-a |" in md and "paper (reported)" not in md
+    assert main(["eval", "report", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "rep3")]) == 2
+    assert "results file not found" in capsys.readouterr().err
