@@ -70,6 +70,13 @@ class ServeOptions(NetworkOptions):
         default=_SERVE.batch_window_s,
         metadata=opt("seconds to wait for more requests after a batch's first", metavar="S"),
     )
+    scheduler: Literal["auto", "continuous", "batch"] = field(
+        default="auto",
+        metadata=opt(
+            "continuous (a request joins the running batch at the next decoding step; llama-cpp engine), batch "
+            "(later requests wait for the running batch to end) or auto (continuous where the engine has it)"
+        ),
+    )
     timeout: float = field(
         default=_SERVE.request_timeout_s, metadata=opt("seconds per request before 504", metavar="S")
     )
@@ -140,6 +147,7 @@ class ServeOptions(NetworkOptions):
                 max_batch_size=self.max_batch_size,
                 max_queue=self.max_queue,
                 batch_window_s=self.batch_window_s,
+                scheduler=self.scheduler,
                 request_timeout_s=self.timeout,
                 max_body_bytes=round(self.max_body_mb * MiB),
                 max_image_bytes=round(self.max_image_mb * MiB),

@@ -103,6 +103,27 @@ class ResumableBackend(GenerationBackend, Protocol):
         ...
 
 
+@runtime_checkable
+class ContinuousBackend(GenerationBackend, Protocol):
+    """A backend whose sequences join and leave a running batch between decoding steps
+    (continuous batching): each conversation holds one of `slots` sequence slots from `admit`
+    until `release`, and every `step` advances all the slots it is given by one token."""
+
+    slots: int  # how many sequences can run at once
+
+    def admit(self, inputs: dict[str, Any], sampling: Sampling) -> tuple[int, int]:
+        """Evaluate the one prompt of `inputs` in a free slot; (slot, its first generated token id)."""
+        ...
+
+    def step(self, slots: Sequence[int]) -> list[int]:
+        """Decode one token for each of `slots` (each continues from its newest token); their new token ids."""
+        ...
+
+    def release(self, slot: int) -> None:
+        """Free `slot` (its KV cache and sampler) for the next admission; no-op for a free slot."""
+        ...
+
+
 @contextlib.contextmanager
 def observe_steps(backend: GenerationBackend, seen: Callable[[Sequence[int]], None]) -> Iterator[None]:
     """While active, `seen` gets each step's newest token ids of every run on `backend`

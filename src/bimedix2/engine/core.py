@@ -3,7 +3,8 @@
 The engine adds what chat needs around a backend: templating, image loading, context checks,
 per-turn language, the image-token contract, stop strings, UTF-8-safe streaming and
 cancellation. `generate`, `generate_batch`, `stream` and `stream_batch` all build `Row`s and
-run them through `_run`, so the CLI and the server share one code path.
+run them through `_run`, so the CLI and the server share one code path; `continuous()` runs the
+same `Row`s on a backend that admits them between decoding steps.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..errors import ContextTooLongError, ImageTokenMismatchError, NoVisionError
 from ..images import DEFAULT_LIMITS, ImageLimits, load_image, pad_to_square
 from ..model.base import LoadedModel
 from ..types import GenParams, ImageRef, Message, Reply
-from .backend import GenerationBackend, PreparedBatch, ResumableBackend, Sampling, get_backend
+from .backend import ContinuousBackend, GenerationBackend, PreparedBatch, ResumableBackend, Sampling, get_backend
+from .continuous import ContinuousBatch
 from .streams import BatchStream, Row, TextStream, cut_at_stop
 
 NO_VISION_HINT = (
@@ -146,6 +148,18 @@ class Engine:
         rows = [self._row(b, 0, p, streamed=True) for b, p in zip(prepared, params, strict=True)]
         run = functools.partial(self._run, self.backend.merge(prepared), sampling.pop())
         return BatchStream(run, rows).start()
+
+    @property
+    def continuous_batching(self) -> bool:
+        """Whether the backend admits rows between decoding steps (`continuous()` works)."""
+        return isinstance(self.backend, ContinuousBackend)
+
+    def continuous(self) -> ContinuousBatch:
+        """A batch that conversations join between decoding steps (`admit`) and leave as they end.
+
+        Rows may differ in every setting (each samples on its own); the engine is held while any
+        row is live. A backend without continuous batching is a ConfigError."""
+        return ContinuousBatch(self)
 
     def _row(self, batch: PreparedBatch, index: int, params: GenParams, *, streamed: bool) -> Row:
         return Row(

@@ -5,7 +5,9 @@ Each row of a batch is its own sequence in one llama.cpp context (`n_seq_max` = 
 through `llama_decode`, images through libmtmd), then every step decodes one token of every
 live row in a single `llama_batch`, so rows really run together rather than queueing. Each row
 samples with its own llama.cpp sampler chain (greedy, or temperature -> top-p -> seeded draw), so
-a seeded row gives the same tokens whatever else is in its batch.
+a seeded row gives the same tokens whatever else is in its batch. It is a `ContinuousBackend`:
+a sequence slot is admitted (prefilled) between decoding steps and released (its KV cells
+removed with `llama_memory_seq_rm`) the moment its row ends, so newcomers join a running batch.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class PromptRow:
     images: tuple[ImageChunks, ...] = ()
 
 
+@dataclass
+class _Slot:
+    """A running sequence: its sampler chain, next KV position and newest token (not yet evaluated)."""
+
+    sampler: Any
+    position: int
+    newest: int
+
+
 @register_backend("llama-cpp")
 class LlamaCppBackend:
     """Generation with llama.cpp on a GGUF loaded by `bimedix2.model.llama_cpp.load_llama_cpp`."""
@@ -59,6 +70,7 @@ class LlamaCppBackend:
         self.n_batch = max(1, options.batch)
         self.n_vocab = len(loaded.tokenizer)
         self.ctx = self._new_context()
+        self._slots: dict[int, _Slot] = {}  # sequence id -> running sequence
         self.batch = self.lib.llama_batch_init(max(self.n_batch, self.parallel), 0, 1)
 
     def _new_context(self) -> Any:
@@ -88,6 +100,8 @@ class LlamaCppBackend:
     def close(self) -> None:
         """Free the context and the batch (idempotent); the model stays loaded."""
         if getattr(self, "ctx", None) is not None:
+            for slot in list(self._slots):
+                self.release(slot)
             self.lib.llama_batch_free(self.batch)
             self.lib.llama_free(self.ctx)
             self.ctx = None
@@ -165,35 +179,88 @@ class LlamaCppBackend:
         drive(self.steps(inputs, max_new_tokens=max_new_tokens, sampling=sampling), step)
 
     def steps(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: Sampling) -> Steps:
-        """`generate` as a generator: yields each step's newest tokens, is sent which rows have ended."""
+        """`generate` as a generator: yields each step's newest tokens, is sent which rows have ended.
+
+        A row that ends leaves at once (its slot is released); the others go on."""
         rows: tuple[PromptRow, ...] = inputs["rows"]
         if len(rows) > self.parallel:
             raise ConfigError(
                 f"{len(rows)} conversations in one batch, but the llama.cpp context holds {self.parallel} parallel "
                 "sequence(s); lower the batch size or raise --parallel"
             )
-        lib = self.lib
-        lib.llama_memory_clear(lib.llama_get_memory(self.ctx), False)  # positions only: no memset of the KV
-        samplers = [self._sampler(sampling) for _ in rows]
+        held: list[int] = []  # row i's slot, while the row runs
         try:
-            positions, newest = [], []
-            for seq, row in enumerate(rows):
-                positions.append(self._prefill(row, seq))
-                newest.append(lib.llama_sampler_sample(samplers[seq], self.ctx, -1))
+            newest = []
+            for row in rows:
+                slot, token = self._admit_row(row, sampling)
+                held.append(slot)
+                newest.append(token)
             done = list((yield list(newest)))
             for _ in range(max_new_tokens - 1):
+                for i, ended in enumerate(done):
+                    if ended:
+                        self.release(held[i])
                 live = [i for i, ended in enumerate(done) if not ended]
                 if not live:
                     return
-                self._fill([(newest[i], positions[i], i, True) for i in live])
-                self._decode(f"decoding a step of {len(live)} row(s)")
-                for j, i in enumerate(live):
-                    newest[i] = lib.llama_sampler_sample(samplers[i], self.ctx, j)
-                    positions[i] += 1
+                for i, token in zip(live, self.step([held[i] for i in live]), strict=True):
+                    newest[i] = token
                 done = list((yield list(newest)))
         finally:
-            for sampler in samplers:
-                lib.llama_sampler_free(sampler)
+            for slot in held:
+                self.release(slot)
+
+    @property
+    def slots(self) -> int:
+        """Sequences that can run at once (`LlamaCppOptions.parallel`)."""
+        return self.parallel
+
+    def admit(self, inputs: dict[str, Any], sampling: Sampling) -> tuple[int, int]:
+        """Prefill the one prompt of `inputs` into a free sequence slot; (slot, first token)."""
+        rows: tuple[PromptRow, ...] = inputs["rows"]
+        if len(rows) != 1:
+            raise ValueError(f"admit takes one conversation from Engine.prepare([conv], ...), not {len(rows)}")
+        return self._admit_row(rows[0], sampling)
+
+    def _admit_row(self, row: PromptRow, sampling: Sampling) -> tuple[int, int]:
+        free = next((seq for seq in range(self.parallel) if seq not in self._slots), None)
+        if free is None:
+            raise ConfigError(
+                f"all {self.parallel} parallel sequence(s) of the llama.cpp context are busy; raise --parallel"
+            )
+        lib = self.lib
+        lib.llama_memory_seq_rm(lib.llama_get_memory(self.ctx), free, -1, -1)  # positions only: no memset
+        sampler = self._sampler(sampling)
+        try:
+            position = self._prefill(row, free)
+            token = int(lib.llama_sampler_sample(sampler, self.ctx, -1))
+        except BaseException:
+            lib.llama_sampler_free(sampler)
+            lib.llama_memory_seq_rm(lib.llama_get_memory(self.ctx), free, -1, -1)
+            raise
+        self._slots[free] = _Slot(sampler, position, token)
+        return free, token
+
+    def step(self, slots: Sequence[int]) -> list[int]:
+        """One `llama_decode` of the newest token of every slot in `slots`; each slot samples its next token."""
+        if not slots:
+            return []
+        states = [self._slots[s] for s in slots]
+        self._fill([(st.newest, st.position, s, True) for s, st in zip(slots, states, strict=True)])
+        self._decode(f"decoding a step of {len(slots)} row(s)")
+        for j, st in enumerate(states):
+            st.newest = int(self.lib.llama_sampler_sample(st.sampler, self.ctx, j))
+            st.position += 1
+        return [st.newest for st in states]
+
+    def release(self, slot: int) -> None:
+        """Free `slot`'s sampler and KV cells so the next admission reuses it."""
+        state = self._slots.pop(slot, None)
+        if state is None:
+            return
+        self.lib.llama_sampler_free(state.sampler)
+        if self.ctx is not None:
+            self.lib.llama_memory_seq_rm(self.lib.llama_get_memory(self.ctx), slot, -1, -1)
 
     def _prefill(self, row: PromptRow, seq: int) -> int:
         """Evaluate one prompt as sequence `seq`, logits for its last token; returns the next position."""

@@ -27,7 +27,11 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     """The server app; the batcher starts and stops with the app's lifespan."""
     config = config or ServeConfig()
     batcher = Batcher(
-        engine, max_batch_size=config.max_batch_size, max_queue=config.max_queue, batch_window_s=config.batch_window_s
+        engine,
+        max_batch_size=config.max_batch_size,
+        max_queue=config.max_queue,
+        batch_window_s=config.batch_window_s,
+        scheduler=config.scheduler,
     )
     state = ServerState(engine=engine, batcher=batcher, config=config, created=config.created or int(time.time()))
 

@@ -1,10 +1,19 @@
-"""Dynamic batching: a bounded queue of chat requests, grouped into one `generate` call at a time.
+"""Request scheduling: a bounded queue of chat requests and one scheduler thread that owns the engine.
 
-One scheduler thread owns the engine. When it is free it takes the oldest waiting request plus
-every waiting request that can share its sampling settings (up to `max_batch_size`, waiting
-`batch_window_s` for stragglers), prepares each one on its own (so one bad image fails only
-its own request), and streams them together through `Engine.stream_batch`. Rows finish and
-answer independently; a cancelled row (client gone, timeout) stops at the next token.
+Two schedulers (`Batcher(scheduler=...)`, `bimedix2 serve --scheduler`):
+
+- **continuous** (the default where the engine has it: llama.cpp): a request is admitted
+  between decoding steps of the running batch (prefilled into a free sequence slot, its first
+  token out at once) and leaves the moment it ends, freeing its slot; rows sample on their own,
+  so any requests can run together, up to `max_batch_size`.
+- **batch** (dynamic batching; the transformers engine): when the engine is free, take the
+  oldest waiting request plus every waiting request that can share its sampling settings (up to
+  `max_batch_size`, waiting `batch_window_s` for stragglers) and stream them together through
+  `Engine.stream_batch`; requests arriving meanwhile wait for that batch to end.
+
+Either way each request is prepared on its own (so one bad image fails only its own request),
+rows finish and answer independently, and a cancelled row (client gone, timeout) stops at the
+next token.
 """
 
 from __future__ import annotations
@@ -18,10 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import Engine, TextStream
+from ..engine import Engine, Row, TextStream
+from ..engine.continuous import ContinuousBatch
+from ..errors import ConfigError
 from ..types import GenParams, Message, Reply
 
 log = logging.getLogger(__name__)
+SCHEDULERS = ("auto", "continuous", "batch")
+"""`auto`: continuous where the engine's backend admits rows between steps, else batch."""
 
 
 class QueueFullError(RuntimeError):
@@ -38,7 +51,7 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     arrived: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    row: TextStream | None = None
+    row: TextStream | Row | None = None
 
     def key(self) -> tuple[Any, ...]:
         """Requests with equal keys can share one generate call (seeded ones run alone, to stay reproducible)."""
@@ -61,7 +74,11 @@ class Job:
 
 @dataclass
 class Stats:
-    """Counters for /health and tests (no request content)."""
+    """Counters for /health and tests (no request content).
+
+    `batches`: generation runs (batch scheduler: one per batch; continuous: one per stretch of
+    work that starts from idle); `largest_batch`: most rows running at once; `steps`: decoding
+    steps of the continuous scheduler."""
 
     completed: int = 0
     failed: int = 0
@@ -69,12 +86,29 @@ class Stats:
     batches: int = 0
     largest_batch: int = 0
     generated_tokens: int = 0
+    steps: int = 0
 
 
 class Batcher:
     """Owns the engine; `submit` queues a job, the scheduler thread batches and runs jobs."""
 
-    def __init__(self, engine: Engine, *, max_batch_size: int = 8, max_queue: int = 64, batch_window_s: float = 0.02):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch_size: int = 8,
+        max_queue: int = 64,
+        batch_window_s: float = 0.02,
+        scheduler: str = "auto",
+    ):
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if scheduler == "continuous" and not engine.continuous_batching:
+            raise ConfigError(
+                f"the {type(engine.backend).__name__} engine has no continuous batching (rows joining between "
+                "decoding steps); use --scheduler batch, or the llama-cpp engine"
+            )
+        self.scheduler = "continuous" if scheduler != "batch" and engine.continuous_batching else "batch"
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -155,6 +189,9 @@ class Batcher:
             return jobs
 
     def _loop(self) -> None:
+        if self.scheduler == "continuous":
+            self._loop_continuous()
+            return
         while not self._stopping:
             jobs = self._take()
             if jobs:
@@ -218,3 +255,76 @@ class Batcher:
         except Exception as exc:
             self.stats.failed += 1
             job.emit("error", exc)
+
+    # ------------------------------------------------------------------- continuous scheduler
+    def _loop_continuous(self) -> None:
+        run = self.engine.continuous()
+        width = min(self.max_batch_size, run.free)
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not run.live and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping and not run.live:
+                        return
+                    newcomers = [self._queue.popleft() for _ in range(min(len(self._queue), width - run.live))]
+                if newcomers and not run.live:
+                    self.stats.batches += 1
+                for job in newcomers:
+                    self._admit(run, job)
+                self._note_running(run)
+                if run.live:
+                    ended = run.step()
+                    self.stats.steps = run.steps
+                    for job in list(self._current):
+                        self._deliver(job)
+                    if ended:
+                        self._note_running(run)
+        finally:
+            run.close()
+            for job in list(self._current):
+                self._deliver(job)
+
+    def _admit(self, run: ContinuousBatch, job: Job) -> None:
+        """Prepare and prefill one request between steps; its first text goes out at once."""
+        if job.cancelled.is_set():
+            self.stats.cancelled += 1
+            return
+        try:
+            row = run.admit(self.engine.prepare([job.messages], job.params), job.params)
+        except Exception as exc:  # the handler maps toolkit errors to 4xx, anything else to 500
+            self.stats.failed += 1
+            job.emit("error", exc)
+            return
+        job.row = row
+        if job.cancelled.is_set():
+            row.cancel()
+        job.emit("start")
+        self._current.append(job)
+        self._deliver(job)
+
+    def _deliver(self, job: Job) -> None:
+        """Hand a running job's new text to its handler; when its row has ended, its reply (or error)."""
+        row = job.row
+        assert isinstance(row, Row)
+        piece = row.ready()
+        if piece:
+            job.emit("text", piece)
+        if not row.finished:
+            return
+        self._current.remove(job)
+        if row.error is not None:
+            self.stats.failed += 1
+            job.emit("error", row.error)
+            return
+        reply = row.result()
+        if job.cancelled.is_set():
+            self.stats.cancelled += 1
+        else:
+            self.stats.completed += 1
+        self.stats.generated_tokens += reply.completion_tokens
+        job.emit("done", reply)
+
+    def _note_running(self, run: ContinuousBatch) -> None:
+        self.running = run.live
+        self.stats.largest_batch = max(self.stats.largest_batch, run.live)

@@ -23,7 +23,8 @@ class ServeConfig:
     api_key: str | None = None  # None: no auth (the CLI reads $BIMEDIX2_API_KEY when --api-key is not given)
     max_batch_size: int = 8
     max_queue: int = 64  # waiting requests (not counting the running batch) before 429
-    batch_window_s: float = 0.02  # after the first request of a batch, wait this long for more
+    batch_window_s: float = 0.02  # after the first request of a batch, wait this long for more (batch scheduler)
+    scheduler: str = "auto"  # continuous (rows join between decoding steps), batch, or auto: continuous if it can
     request_timeout_s: float = 300.0  # from arrival to the last token, else 504 (or an SSE error)
     max_body_bytes: int = 32 * MiB
     max_image_bytes: int = 16 * MiB  # per decoded image
@@ -44,6 +45,7 @@ class ServeConfig:
             "max_queue must be at least 1": self.max_queue >= 1,
             "request_timeout_s must be positive": self.request_timeout_s > 0,
             "batch_window_s must be 0 or more": self.batch_window_s >= 0,
+            "scheduler must be auto, continuous or batch": self.scheduler in ("auto", "continuous", "batch"),
             "max_body_bytes must be positive": self.max_body_bytes > 0,
             "max_image_bytes must be positive": self.max_image_bytes > 0,
             "default_max_tokens must be at least 1": self.default_max_tokens >= 1,
