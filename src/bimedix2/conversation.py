@@ -4,6 +4,10 @@ Templates are Jinja strings in the Hugging Face chat-template dialect, so the sa
 rendered here, saved into converted checkpoints and handed to vLLM. A user message that
 carries images is passed to the template as content parts (`{"type": "image"}` first, then
 the text); a text-only message as a plain string, which every model's own template accepts.
+
+Text is text: a literal `<image>` (or the model's own image token) written in a message is marked
+before the template runs, so it never becomes an image slot; encoders tokenize marked spans with
+special-token parsing off (`split_literals`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,14 @@ from .images import DEFAULT_LIMITS, ImageLimits
 from .types import Language, Message
 
 IMAGE_PLACEHOLDER = "<image>"
+
+# Private-use marks around an image marker written in message text: the marks of transformers' own
+# input sanitization (`transformers.utils.chat_template_utils.mark_control_tokens`), so a transformers
+# tokenizer or processor called with `sanitize_control_tokens=True` encodes a marked span as plain text
+# and never expands it as an image. Message text cannot carry them: marking drops any it already holds.
+LITERAL_START = "\U000f0000"
+LITERAL_END = "\U000f0001"
+_MARKED = re.compile(f"{LITERAL_START}(.*?){LITERAL_END}|[{LITERAL_START}{LITERAL_END}]", re.DOTALL)
 
 BIMEDIX2_SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -109,11 +121,6 @@ def validate_conversation(
             raise ConversationError(f"message {index}: only user messages can carry images")
         if not msg.content.strip() and not msg.images:
             raise ConversationError(f"message {index}: the {msg.role} message is empty")
-        if IMAGE_PLACEHOLDER in msg.content:
-            raise ConversationError(
-                f"message {index}: the text contains the reserved placeholder {IMAGE_PLACEHOLDER}; "
-                "attach images as images, not as text"
-            )
         if len(msg.images) > limits.max_images_per_message:
             raise ConversationError(
                 f"message {index}: {len(msg.images)} images, more than the limit of {limits.max_images_per_message}"
@@ -155,6 +162,46 @@ def to_template_messages(messages: Sequence[Message], *, steer_language: bool) -
     return out
 
 
+def image_markers(tokenizer: Any) -> tuple[str, ...]:
+    """Texts that would become an image slot: `<image>`, and the tokenizer's own image token if it names another."""
+    own = getattr(tokenizer, "image_token", None)
+    return (
+        (IMAGE_PLACEHOLDER,) if not isinstance(own, str) or own in ("", IMAGE_PLACEHOLDER) else (IMAGE_PLACEHOLDER, own)
+    )
+
+
+def mark_literals(payload: list[dict[str, Any]], markers: Sequence[str]) -> list[dict[str, Any]]:
+    """Template input with every image marker written in its strings wrapped in `LITERAL_START`/`LITERAL_END`."""
+    from transformers.utils.chat_template_utils import mark_control_tokens
+
+    pattern = re.compile("|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)))
+    return mark_control_tokens(payload, pattern)
+
+
+def split_literals(prompt: str) -> list[tuple[str, bool]]:
+    """A rendered prompt as (text, literal) pieces in order; literal pieces must be tokenized as plain text.
+
+    Marks are dropped; a lone mark (a template that split a marked span) still breaks the text there,
+    as transformers does, so the text on either side cannot join into an image marker.
+    """
+    pieces: list[tuple[str, bool]] = []
+    last = 0
+    for match in _MARKED.finditer(prompt):
+        if match.start() > last:
+            pieces.append((prompt[last : match.start()], False))
+        if match.group(1):
+            pieces.append((match.group(1), True))
+        last = match.end()
+    if last < len(prompt):
+        pieces.append((prompt[last:], False))
+    return pieces
+
+
+def count_image_slots(prompt: str) -> int:
+    """Image slots in a rendered prompt: `<image>` outside the marked literal spans."""
+    return sum(text.count(IMAGE_PLACEHOLDER) for text, literal in split_literals(prompt) if not literal)
+
+
 def render_prompt(
     messages: Sequence[Message],
     template: ChatTemplate,
@@ -165,17 +212,20 @@ def render_prompt(
 ) -> str:
     """Render a conversation to the exact prompt string the model sees.
 
-    Raises `ConversationError` if the template did not emit one `<image>` per attached image
-    (a model's own template that ignores images would otherwise drop them silently).
+    Image markers written in message text come out marked as literals (see `split_literals`), so only
+    the template's own `<image>`, one per attached image, are image slots. Raises `ConversationError`
+    if the template did not place one slot per attached image (a model's own template that ignores
+    images would otherwise drop them silently).
     """
-    payload = to_template_messages(messages, steer_language=steer_language)
+    payload = mark_literals(to_template_messages(messages, steer_language=steer_language), image_markers(tokenizer))
     text = tokenizer.apply_chat_template(
         payload, chat_template=template.jinja, tokenize=False, add_generation_prompt=add_generation_prompt
     )
     n_images = sum(len(m.images) for m in messages)
-    placed = text.count(IMAGE_PLACEHOLDER)
+    placed = count_image_slots(text)
     if placed != n_images:
         raise ConversationError(
-            f"chat template {template.name!r} placed {placed} image placeholders for {n_images} images"
+            f"the chat template {template.name!r} shows the model {placed} image(s), but the conversation "
+            f"attaches {n_images}; use a template that places {IMAGE_PLACEHOLDER} once for each attached image"
         )
     return text

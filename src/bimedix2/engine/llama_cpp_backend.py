@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..conversation import IMAGE_PLACEHOLDER
+from ..conversation import IMAGE_PLACEHOLDER, split_literals
 from ..errors import ConfigError, ModelLoadError
 from ..model.llama_cpp import LlamaCppModel
 from ..model.llama_cpp_images import Chunk, ImageChunks
@@ -123,18 +123,37 @@ class LlamaCppBackend:
         pieces: list[Chunk] = []
         ids: list[int] = []
         held: list[ImageChunks] = []
-        for k, text in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
-            if k:
+        for text, literal in self._text_pieces(prompt):
+            if text is None:
                 chunks = self._image_chunks(next(images))
                 held.append(chunks)
                 for piece in chunks.pieces:
                     pieces.append(piece)
                     ids.extend(piece.tokens or [self.loaded.image_token_id] * piece.n_tokens)
-            if text:
-                tokens = tuple(self.tokenizer.encode(text))
-                pieces.append(Chunk(tokens=tokens))
-                ids.extend(tokens)
+                continue
+            tokens = tuple(self.tokenizer.encode(text, split_special_tokens=literal))
+            pieces.append(Chunk(tokens=tokens))
+            ids.extend(tokens)
         return PromptRow(tuple(pieces), tuple(ids), tuple(held))
+
+    @staticmethod
+    def _text_pieces(prompt: str) -> list[tuple[str | None, bool]]:
+        """(text, literal) pieces of a rendered prompt, (None, False) for each image slot.
+
+        Image markers written in message text arrive marked (`split_literals`) and are tokenized
+        with special-token parsing off; only the template's own `<image>` become image slots.
+        """
+        out: list[tuple[str | None, bool]] = []
+        for text, literal in split_literals(prompt):
+            if literal:
+                out.append((text, True))
+                continue
+            for k, part in enumerate(text.split(IMAGE_PLACEHOLDER)):
+                if k:
+                    out.append((None, False))
+                if part:
+                    out.append((part, False))
+        return out
 
     def _image_chunks(self, image: Any) -> ImageChunks:
         size = self.loaded.image_size

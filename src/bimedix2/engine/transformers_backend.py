@@ -25,8 +25,18 @@ class TransformersBackend:
         self.context_length: int | None = getattr(text_config, "max_position_embeddings", None)
 
     def encode(self, prompts: Sequence[str], images: Sequence[Any]) -> dict[str, Any]:
-        """Tokenize with left padding (per call: training shares the tokenizer and pads on the right)."""
-        common = dict(return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        """Tokenize with left padding (per call: training shares the tokenizer and pads on the right).
+
+        Image markers that `render_prompt` marked as literal text are encoded as plain text
+        (transformers' `sanitize_control_tokens`): the processor expands only the template's own `<image>`.
+        """
+        common = dict(
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+            sanitize_control_tokens=True,
+        )
         if self.loaded.processor is not None:
             inputs = self.loaded.processor(text=list(prompts), images=list(images) or None, **common)
         else:

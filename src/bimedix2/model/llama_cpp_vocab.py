@@ -64,13 +64,15 @@ class LlamaCppTokenizer:
         """The id of a vocabulary entry, None when the vocabulary has no such entry."""
         return self.get_vocab().get(token)
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        """Token ids of `text`: special tokens written in it are parsed; BOS only if asked for."""
+    def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`: special tokens written in it are parsed unless `split_special_tokens`
+        (then they are plain text, as transformers' flag of that name); BOS only if asked for."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
+        parse_special = not split_special_tokens
         while True:
             out = (self._lib.llama_token * capacity)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), out, capacity, add_special_tokens, True)
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), out, capacity, add_special_tokens, parse_special)
             if n >= 0:
                 return list(out[:n])
             capacity = -n

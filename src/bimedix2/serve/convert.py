@@ -7,7 +7,6 @@ import binascii
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..conversation import IMAGE_PLACEHOLDER
 from ..dicom.decode import parse_window
 from ..errors import ImageError, PayloadTooLargeError, PermissionDeniedError, RequestError
 from ..types import GenParams, ImageRef, Message
@@ -39,8 +38,7 @@ def to_messages(req: ChatCompletionRequest, config: ServeConfig) -> tuple[Messag
         param = f"messages[{i}].content"
         if msg.content is None:
             raise RequestError(f"{param}: content is missing", param=param)
-        if isinstance(msg.content, str):
-            _check_text(msg.content, param)
+        if isinstance(msg.content, str):  # a literal "<image>" in text stays text (render_prompt marks it)
             out.append(Message(role, msg.content))  # type: ignore[arg-type]
             continue
         texts: list[str] = []
@@ -52,20 +50,9 @@ def to_messages(req: ChatCompletionRequest, config: ServeConfig) -> tuple[Messag
                 _check_window(req, f"{param}[{j}]")
                 images.append(image_ref(part.image_url.url, f"{param}[{j}]", req, config))
             else:
-                _check_text(part.text, f"{param}[{j}]")
                 texts.append(part.text)
         out.append(Message(role, "\n".join(texts), tuple(images)))  # type: ignore[arg-type]
     return tuple(out)
-
-
-def _check_text(text: str, param: str) -> None:
-    """Refuse the literal image marker in text: the chat template would count it as an image."""
-    if IMAGE_PLACEHOLDER in text:
-        raise RequestError(
-            f"{param}: the text contains {IMAGE_PLACEHOLDER!r}, which marks where an image goes; "
-            "remove it and attach the image as an image_url part",
-            param=param,
-        )
 
 
 def _check_window(req: ChatCompletionRequest, param: str) -> None:

@@ -9,8 +9,14 @@ import pytest
 from bimedix2.conversation import (
     BIMEDIX2_LLAMA3,
     BIMEDIX2_SYSTEM_PROMPT,
+    IMAGE_PLACEHOLDER,
+    LITERAL_END,
+    LITERAL_START,
+    ChatTemplate,
+    count_image_slots,
     detect_language,
     render_prompt,
+    split_literals,
     validate_conversation,
 )
 from bimedix2.errors import ConversationError
@@ -151,7 +157,6 @@ def test_detect_language(text: str, expected: str) -> None:
         ([Message("assistant", "Hi")], "expected a user message"),
         ([Message("user", "a"), Message("user", "b")], "expected a assistant message"),
         ([Message("user", "a"), Message("assistant", "b")], "last message must be from the user"),
-        ([Message("user", "look at <image> this")], "reserved placeholder"),
         ([Message("user", "a"), Message("assistant", "b", (IMG,)), Message("user", "c")], "only user messages"),
         ([Message("user", "a", (IMG,) * 3)], "3 images, more than the limit of 2"),
     ],
@@ -170,3 +175,75 @@ def test_conversation_image_limit() -> None:
 def test_image_only_message_is_allowed(tokenizer) -> None:  # noqa: ANN001
     text = steered(tokenizer, [Message("user", "", (IMG,))])
     assert USER + "<image>\nAnswer in English." + EOT in text
+
+
+# ------------------------------------------------------------------ literal `<image>` in text is text
+LIT = LITERAL_START + IMAGE_PLACEHOLDER + LITERAL_END
+
+
+def test_literal_marks_are_the_ones_transformers_sanitizes() -> None:
+    from transformers.utils import chat_template_utils
+
+    assert (LITERAL_START, LITERAL_END) == (
+        chat_template_utils._CONTROL_TOKEN_START,
+        chat_template_utils._CONTROL_TOKEN_END,
+    )
+
+
+def test_literal_placeholder_in_text_is_marked_not_an_image_slot(tokenizer) -> None:  # noqa: ANN001
+    messages = [
+        Message("system", "Keep every <image> token exactly where it is."),
+        Message("user", "<image>\nWhat is seen? Also: <image>", (IMG,)),
+    ]
+    text = render(tokenizer, messages)
+    assert text == (
+        SYS.replace(BIMEDIX2_SYSTEM_PROMPT, f"Keep every {LIT} token exactly where it is.")
+        + USER
+        + f"<image>\n{LIT}\nWhat is seen? Also: {LIT}"
+        + EOT
+        + ASSISTANT
+    )
+    assert count_image_slots(text) == 1 and text.count(IMAGE_PLACEHOLDER) == 4
+    literals = [piece for piece, literal in split_literals(text) if literal]
+    assert literals == [IMAGE_PLACEHOLDER] * 3
+    assert "".join(piece for piece, _ in split_literals(text)) == text.replace(LITERAL_START, "").replace(
+        LITERAL_END, ""
+    )
+
+
+def test_arabic_text_with_literal_placeholder_and_no_image(tokenizer) -> None:  # noqa: ANN001
+    question = "ترجم النص مع الإبقاء على <image> كما هو."
+    text = steered(tokenizer, [Message("user", question)])
+    assert (
+        text
+        == SYS + USER + question.replace(IMAGE_PLACEHOLDER, LIT) + "\n\nأجب باللغة العربية الفصحى." + EOT + ASSISTANT
+    )
+    assert count_image_slots(text) == 0
+
+
+def test_marks_written_in_text_cannot_forge_or_hide_a_slot(tokenizer) -> None:  # noqa: ANN001
+    forged = f"{LITERAL_END}<image>{LITERAL_START} and {LIT}"  # marks a client typed are dropped, then re-marked
+    text = render(tokenizer, [Message("user", forged)])
+    assert USER + f"{LIT} and {LIT}" + EOT in text and count_image_slots(text) == 0
+
+
+def test_literal_placeholder_tokenizes_as_plain_text(tokenizer) -> None:  # noqa: ANN001
+    text = render(tokenizer, [Message("user", "see <image> here", (IMG,))])
+    ids = tokenizer(text, add_special_tokens=False, sanitize_control_tokens=True)["input_ids"]
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
+    plain = tokenizer.encode(IMAGE_PLACEHOLDER, add_special_tokens=False, split_special_tokens=True)
+    assert ids.count(image_id) == 1 and len(plain) > 1
+    assert any(ids[i : i + len(plain)] == plain for i in range(len(ids)))
+
+
+def test_a_template_that_drops_images_is_refused_in_user_terms(tokenizer) -> None:  # noqa: ANN001
+    text_only = ChatTemplate(
+        "text-only",
+        "{% for m in messages %}{{ m['content'] if m['content'] is string else m['content'][-1]['text'] }}{% endfor %}",
+        ("<|eot_id|>",),
+    )
+    with pytest.raises(ConversationError) as error:
+        render_prompt([Message("user", "<image> what is this?", (IMG,))], text_only, tokenizer)
+    message = str(error.value)
+    assert "'text-only' shows the model 0 image(s), but the conversation attaches 1" in message, message
+    assert "placeholders" not in message

@@ -162,8 +162,10 @@ def test_more_images_than_allowed_and_empty_message(tiny_engine: Engine, png_pat
 
 
 def test_literal_placeholder_cannot_smuggle_extra_images(tiny_engine: Engine, png_path: Path) -> None:
-    with pytest.raises(ConversationError, match="reserved placeholder"):
-        tiny_engine.generate(ask("<image>\n<image>\nCompare", png_path), GREEDY)
+    # literal <image> in the text is text (issue 15 defect 7): one attached image, one image's tokens
+    batch = tiny_engine.prepare([ask("<image>\n<image>\nCompare", png_path)], GREEDY)
+    found = int((batch.inputs["input_ids"] == tiny_engine.loaded.image_token_id).sum())
+    assert found == tiny_engine.loaded.tokens_per_image
 
 
 def test_cancel_stops_a_stream(tiny_engine: Engine) -> None:

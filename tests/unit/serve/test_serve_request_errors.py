@@ -76,13 +76,13 @@ def test_bad_content_parts_name_message_and_part(raw: bytes, param: str, needle:
     assert ".str" not in message and "tagged-union" not in message and "messages.0" not in message, message
 
 
-def test_image_placeholder_text_is_refused_in_user_terms() -> None:
+def test_image_placeholder_text_is_text_not_refused() -> None:
+    """A literal '<image>' in text is ordinary text (issue 15 defect 7): the request converts unchanged."""
     raw = body(messages=[{"role": "system", "content": "<image>"}, {"role": "user", "content": "hi"}])
-    error = refused(raw)
-    assert error.param == "messages[0].content", str(error)
-    assert "'<image>'" in str(error) and "image_url" in str(error) and "placeholder" not in str(error)
+    messages = to_messages(parse_request(raw, CONFIG), CONFIG)
+    assert messages[0].content == "<image>" and not messages[0].images
     raw = parts({"type": "text", "text": "look: <image>"})
-    assert refused(raw).param == "messages[0].content[1]"
+    assert to_messages(parse_request(raw, CONFIG), CONFIG)[0].content == "ما هذا؟\nlook: <image>"
 
 
 def test_bad_dicom_window_names_the_image_part() -> None:
