@@ -1,31 +1,40 @@
-"""Translation throughput against a fake OpenAI-compatible endpoint with fixed latency.
+"""Translation job at scale against a fast fake endpoint: throughput, peak RSS, kill-and-resume.
 
-Translates N records (default 2,000) at concurrency 1, 8 and 32 against a fake server (its own
-process, 100 ms per reply, every translation scoring 95 so each record costs exactly 2 calls)
-and prints, per concurrency, the measured time, the ideal ``calls x latency / concurrency``, the
-ratio ideal/measured (1.0 = no overhead; issue target >= 0.8 at 32) and the speedup over the
-concurrency-1 run measured in the same session.
+For each ``--records N`` (default 2,000) the benchmark writes N English records and runs
+``bimedix2 translate run`` on them in its own process, against a fake OpenAI-compatible server
+(``tests/fakes/async_openai_server.py``: asyncio, its own process, exactly ``--latency`` 100 ms
+per reply, every translation scoring 95, so each record costs exactly 2 requests). At
+``--kill-at`` (default half) of the requests it SIGKILLs the job and runs it again to the end.
+It prints, per N:
 
-``--pooling single sharded`` runs each concurrency twice: with the client as it is (one SDK
-client, one httpx2 pool of ``max_concurrency`` connections) and with requests spread over SDK
-clients of ``POOL_SIZE`` connections each (a workaround for a connection pool that scans all its
-connections per request), then prints sharded/single measured time and client CPU time (this
-process, so the fake server's share is left out; steadier than wall time on a busy machine).
+- records/s and the ratio ideal/measured, ideal = requests x latency / concurrency (1.0 = no
+  overhead; issue 15 target >= 0.9 at concurrency 32), over the whole job (kill and restart
+  included) and over the first run alone (uninterrupted, from process start);
+- the peak RSS of the job process (``ru_maxrss`` of each run; issue 15: flat, < 300 MB at 100k);
+- the resume time: from starting the second run to the fake receiving its first request;
+- re-asked records: records finished before the kill (read from ``job.sqlite``) that the second
+  run asked the fake about again (must be 0; each request is tagged by the record number in
+  its text), and the requests of each run.
 
-    .venv/bin/python benchmarks/bench_translate.py                 # full: ~8 minutes
-    .venv/bin/python benchmarks/bench_translate.py --records 200   # quick
-    .venv/bin/python benchmarks/bench_translate.py --records 500 --concurrency 8 32 --pooling single sharded
+Several sizes in one call show whether memory and throughput stay flat:
+
+    .venv/bin/python benchmarks/bench_translate.py --records 2000               # ~20 s
+    .venv/bin/python benchmarks/bench_translate.py --records 10000 100000       # ~12 minutes
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,60 +42,17 @@ sys.path.insert(0, str(ROOT))
 
 import httpx2  # noqa: E402
 
-from bimedix2 import llm_client  # noqa: E402
 from bimedix2.data.io import write_jsonl  # noqa: E402
 from bimedix2.data.schema import Record, Turn  # noqa: E402
-from bimedix2.data.translate import pipeline  # noqa: E402
-from bimedix2.data.translate.pipeline import TranslateConfig, run_translation  # noqa: E402
-from bimedix2.llm_client import LLMClient, LLMConfig  # noqa: E402
 
-POOL_SIZE = 4  # connections per SDK client in the sharded variant
-
-
-class ShardedLLMClient(LLMClient):
-    """``LLMClient`` whose requests go to one of several SDK clients of ``POOL_SIZE`` connections.
-
-    A free slot names a client with a free connection (slot ``i`` belongs to client ``i // POOL_SIZE``).
-    """
-
-    def _start(self):  # noqa: ANN202 - same as LLMClient._start
-        if self._sdk is None:
-            sdk, slots = super()._start()
-            n = self.config.max_concurrency
-            tls = httpx2.create_ssl_context()  # one context for all clients
-            self._shards = [
-                sdk.with_options(
-                    http_client=httpx2.AsyncClient(
-                        limits=httpx2.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
-                        timeout=self.config.timeout_s,
-                        verify=tls,
-                        event_hooks={"request": [llm_client._count_attempt]},
-                    )
-                )
-                for _ in range((n + POOL_SIZE - 1) // POOL_SIZE)
-            ]
-            self._free: asyncio.Queue[int] = asyncio.Queue()
-            for i in range(n):
-                self._free.put_nowait(i // POOL_SIZE)
-        return super()._start()
-
-    async def _create(self, sdk, messages, params):  # noqa: ANN001, ANN202 - same as LLMClient._create
-        shard = await self._free.get()
-        try:
-            return await super()._create(self._shards[shard], messages, params)
-        finally:
-            self._free.put_nowait(shard)
-
-    async def aclose(self) -> None:
-        for shard in getattr(self, "_shards", []):
-            await shard.close()
-        self._shards = []
-        await super().aclose()
+TAG = r"Patient (\d+):"  # every request of record i carries "Patient i:" (translate and score prompts)
+CALLS_PER_RECORD = 2  # translate + score (the fake scores every translation 95: no refinement)
+POLL_S = 0.02
 
 
-def records(n: int) -> list[Record]:
-    return [
-        Record(
+def records(n: int) -> Iterator[Record]:
+    for i in range(n):
+        yield Record(
             id=f"bench-{i}",
             conversations=(
                 Turn("human", f"<image>\nPatient {i}: a {i % 40 + 5} mm nodule in the right lower lobe. What next?"),
@@ -96,78 +62,160 @@ def records(n: int) -> list[Record]:
             task="vqa",
             split="test",
         )
-        for i in range(n)
-    ]
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency),
-         "--responder", "tests.fakes.translation_responder:passing_responder"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://127.0.0.1:"):
-        proc.kill()
-        raise SystemExit(f"fake server did not start (got {url!r})")
-    return proc, url
+class Fake:
+    """The fake endpoint's process and its request log."""
+
+    def __init__(self, latency: float) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.async_openai_server", "--latency", str(latency),
+             "--responder", "tests.fakes.translation_responder:passing_responder", "--tag", TAG],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        self.url = (self.proc.stdout.readline() if self.proc.stdout else "").strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.proc.kill()
+            raise SystemExit(f"fake server did not start (got {self.url!r})")
+        self.http = httpx2.Client(timeout=30)
+
+    def log(self, since: int | None = None) -> dict:
+        """``requests`` so far, and the entries ``[received_at, tag]`` from ``since`` on (none if None)."""
+        return self.http.get(self.url.removesuffix("/v1") + "/_log", params={"since": since or 10**12}).json()
+
+    def count(self) -> int:
+        return int(self.log()["requests"])
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
-def run_one(inp: Path, out: Path, url: str, c: int, pooling: str) -> tuple[float, float, int]:
-    """One translation run; returns (wall seconds, this process's CPU seconds, calls)."""
-    pipeline.LLMClient = ShardedLLMClient if pooling == "sharded" else LLMClient
-    llm = LLMConfig(base_url=url, model="bench", max_concurrency=c, timeout_s=30)
-    cfg = TranslateConfig(llm=llm, review_sample_rate=0.0)
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    _, stats = run_translation(inp, out, cfg, progress=False)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    pipeline.LLMClient = LLMClient
-    return elapsed, cpu, stats["llm_usage_this_run"]["calls"]
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float
+    cpu_s: float  # user + system CPU of the job process
+    requests: int
+    started_at: float
+    killed: bool
+
+
+def run_job(inp: Path, out: Path, fake: Fake, concurrency: int, kill_after: int | None) -> Run:
+    """One ``bimedix2 translate run`` process; SIGKILLed once the fake has ``kill_after`` more requests."""
+    cmd = [sys.executable, "-m", "bimedix2.cli", "translate", "run", str(inp), str(out),
+           "--config", str(ROOT / "configs/data/translate.yaml"), "--base-url", fake.url, "--model", "bench",
+           "--concurrency", str(concurrency), "--no-progress"]  # fmt: skip
+    base = fake.count()
+    with (out.parent / f"{out.name}.log").open("a") as log:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
+        killed = False
+        while True:  # os.wait4, not Popen.poll: it also gives the exited process's peak RSS
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if kill_after is not None and fake.count() - base >= kill_after:
+                os.kill(proc.pid, signal.SIGKILL)
+                _, status, rusage = os.wait4(proc.pid, 0)
+                killed = True
+                break
+            time.sleep(POLL_S)
+        seconds = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if not killed and proc.returncode != 0:
+        raise SystemExit(f"the job exited with {proc.returncode}; see {out.parent / (out.name + '.log')}")
+    cpu = rusage.ru_utime + rusage.ru_stime
+    return Run(seconds, rusage.ru_maxrss / 1024, cpu, fake.count() - base, t0, killed)
+
+
+def finished_ids(job: Path) -> set[int]:
+    """Record numbers finished in a job folder's ``job.sqlite``."""
+    db = sqlite3.connect(job / "job.sqlite")
+    try:
+        return {int(r[0].removeprefix("bench-")) for r in db.execute("SELECT rec_id FROM items")}
+    finally:
+        db.close()
+
+
+def bench(n: int, args: argparse.Namespace, fake: Fake, tmp: Path) -> dict:
+    inp, out = tmp / f"in-{n}.jsonl", tmp / f"job-{n}"
+    write_jsonl(records(n), inp)
+    start = fake.count()
+    kill_after = int(n * CALLS_PER_RECORD * args.kill_at) if 0 < args.kill_at < 1 else None
+    first = run_job(inp, out, fake, args.concurrency, kill_after)
+    row = {"records": n, "first": first}
+    if first.killed:
+        done = finished_ids(out)
+        base = fake.count()
+        second = run_job(inp, out, fake, args.concurrency, None)
+        entries = fake.log(base)["entries"]
+        asked = {int(tag) for _, tag in entries if tag is not None}
+        row.update(
+            second=second,
+            finished_at_kill=len(done),
+            resume_s=entries[0][0] - second.started_at if entries else float("nan"),
+            reasked_finished=len(asked & done),
+            second_expected=CALLS_PER_RECORD * (n - len(done)),
+        )
+    stats = json.loads((out / "stats.json").read_text())
+    if stats["records_translated"] != n:
+        raise SystemExit(f"{n} records in, {stats['records_translated']} translated: see {out}")
+    row["requests"] = fake.count() - start
+    row["seconds"] = first.seconds + (row["second"].seconds if "second" in row else 0.0)
+    return row
+
+
+def report(row: dict, args: argparse.Namespace) -> None:
+    n, first, lat, c = row["records"], row["first"], args.latency, args.concurrency
+    ideal = row["requests"] * lat / c
+    runs = [first] + ([row["second"]] if "second" in row else [])
+    cpu_ms = sum(r.cpu_s for r in runs) / row["requests"] * 1000
+    print(f"\n{n} records, {row['requests']} requests in {row['seconds']:.1f} s: {n / row['seconds']:.1f} records/s")
+    print(
+        f"  ideal/measured {ideal / row['seconds']:.3f}x (ideal {ideal:.1f} s = requests x {lat * 1000:.0f} ms / {c})"
+    )
+    print(f"  job process CPU {cpu_ms:.2f} ms per request (one core's ceiling: {1000 / cpu_ms:.0f} requests/s)")
+    ratio = first.requests * lat / c / first.seconds
+    killed = " (then SIGKILLed)" if first.killed else ""
+    print(f"  run 1: {first.requests} requests in {first.seconds:.1f} s, ideal/measured {ratio:.3f}x, ", end="")
+    print(f"peak RSS {first.peak_rss_mb:.1f} MB{killed}")
+    if "second" in row:
+        second = row["second"]
+        print(
+            f"  run 2 (resume): {second.requests} requests (records unfinished at the kill x {CALLS_PER_RECORD}", end=""
+        )
+        print(f" = {row['second_expected']}) in {second.seconds:.1f} s, peak RSS {second.peak_rss_mb:.1f} MB")
+        print(
+            f"  resume: {row['finished_at_kill']} records finished at the kill; first request {row['resume_s']:.2f} s",
+            end="",
+        )
+        print(f" after the restart; finished records asked again: {row['reasked_finished']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--records", type=int, nargs="+", default=[2000])
     parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--pooling", nargs="+", choices=["single", "sharded"], default=["single"])
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--kill-at", type=float, default=0.5, help="share of requests at which to SIGKILL (0: none)")
     args = parser.parse_args()
-
-    server, url = start_server(args.latency)
+    fake = Fake(args.latency)
+    rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            inp = Path(tmp) / "in.jsonl"
-            write_jsonl(records(args.records), inp)
-            print(f"{args.records} records, {args.latency * 1000:.0f} ms per call, fake endpoint {url}")
-            header = ("concurrency", "pooling", "calls", "measured s", "ideal s", "ideal/measured", "speedup vs c=1")
-            print("{:>11} {:>8} {:>6} {:>10} {:>8} {:>14} {:>15} {:>14}".format(*header, "client CPU ms/call"))
-            base_per_call: dict[str, float] = {}
-            times: dict[tuple[int, str], tuple[float, float]] = {}
-            for c in args.concurrency:
-                for pooling in args.pooling:
-                    elapsed, cpu, calls = run_one(inp, Path(tmp) / f"c{c}-{pooling}", url, c, pooling)
-                    times[c, pooling] = elapsed, cpu
-                    ideal = calls * args.latency / c
-                    per_call = elapsed / calls
-                    if c == 1:
-                        base_per_call[pooling] = per_call
-                    base = base_per_call.get(pooling)
-                    speedup = f"{base / per_call:.2f}x" if base else "n/a"
-                    print(
-                        f"{c:>11} {pooling:>8} {calls:>6} {elapsed:>10.2f} {ideal:>8.2f} "
-                        f"{ideal / elapsed:>13.3f}x {speedup:>15} {cpu / calls * 1000:>18.2f}"
-                    )
-            if len(args.pooling) == 2:
-                for c in args.concurrency:
-                    (wall_1, cpu_1), (wall_n, cpu_n) = times[c, "single"], times[c, "sharded"]
-                    print(
-                        f"c={c}: sharded/single: measured time {wall_n / wall_1:.3f}, "
-                        f"client CPU {cpu_n / cpu_1:.3f} (> 1: the single pool is faster)"
-                    )
+            print(f"fake endpoint {fake.url}, {args.latency * 1000:.0f} ms per reply, concurrency {args.concurrency}")
+            for n in args.records:
+                rows.append(bench(n, args, fake, Path(tmp)))
+                report(rows[-1], args)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        fake.close()
+    if len(rows) > 1:
+        peaks = [max(r["first"].peak_rss_mb, r["second"].peak_rss_mb if "second" in r else 0) for r in rows]
+        sizes = ", ".join(f"{r['records']}: {p:.1f} MB" for r, p in zip(rows, peaks, strict=True))
+        print(f"\npeak RSS by size: {sizes} (largest/smallest {max(peaks) / min(peaks):.2f})")
 
 
 if __name__ == "__main__":

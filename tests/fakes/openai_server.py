@@ -73,6 +73,23 @@ def echo_responder(body: dict[str, Any]) -> str:
     return f"echo: {users[-1] if users else ''}"
 
 
+def completion_reply(body: dict[str, Any], content: str, number: int, model: str = "fake-model") -> dict[str, Any]:
+    """The chat.completion object answering ``body`` with ``content`` (usage tokens: whitespace words)."""
+    prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    return {
+        "id": f"chatcmpl-fake-{number}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", model),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_words,
+            "completion_tokens": len(content.split()),
+            "total_tokens": prompt_words + len(content.split()),
+        },
+    }
+
+
 class FakeOpenAIServer:
     """A scripted OpenAI-compatible ``POST /v1/chat/completions`` endpoint (see module docstring)."""
 
@@ -205,6 +222,12 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
             return
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionError:  # the client went away (a job that stopped with requests in flight)
+                pass
+
         def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -265,25 +288,7 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 except Exception as exc:  # a responder bug must surface as a 500, not a hung test
                     self._send(500, json.dumps({"error": {"message": f"responder failed: {exc}"}}).encode())
                     return
-            prompt_words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-            reply = {
-                "id": f"chatcmpl-fake-{len(server.requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", server.model),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_words,
-                    "completion_tokens": len(content.split()),
-                    "total_tokens": prompt_words + len(content.split()),
-                },
-            }
+            reply = completion_reply(body, content, len(server.requests), server.model)
             self._send(200, json.dumps(reply, ensure_ascii=False).encode("utf-8"))
 
     return Handler

@@ -297,8 +297,11 @@ async def run_translation_async(
                 except sqlite3.Error as exc:  # the response cache could not be written (or read)
                     raise save_error("the LLM response cache", Path(str(cfg.llm.cache_path)).parent, exc) from None
 
+            # twice as many records in progress as requests allowed in flight: a slot freed while its
+            # record parses a reply goes at once to another record's waiting request (bench_translate.py)
+            workers = 2 * cfg.llm.max_concurrency
             summary = await run_records(
-                input_path, store, process, workers=cfg.llm.max_concurrency, desc="translate", progress=progress
+                input_path, store, process, workers=workers, desc="translate", progress=progress
             )
             usage = llm.usage.as_dict()
         stats = translation_stats(store)
