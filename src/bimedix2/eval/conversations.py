@@ -30,7 +30,7 @@ from .results import SampleCache, fingerprint
 
 Turns = list[dict[str, str]]  # [{"role": "user" | "assistant", "content": ...}]
 LANGUAGES = ("en", "ar")
-PATIENT_PROMPT_VERSION = 1
+PATIENT_PROMPT_VERSION = 2
 
 PATIENT_SYSTEM = {
     "en": (
@@ -188,11 +188,29 @@ class EndpointResponder:
         return [r.text for r in asyncio.run(run())]  # type: ignore[attr-defined]
 
 
+PATIENT_ASK = {
+    "en": ("The conversation so far:", "Patient", "Assistant", "Write the patient's next message only."),
+    "ar": ("المحادثة حتى الآن:", "المريض", "المساعد", "اكتب رسالة المريض التالية فقط."),
+}
+
+
 def patient_view(item: ScriptItem, turns: Turns) -> Turns:
-    """The conversation as the LLM patient sees it: its instructions, the assistant as `user`, itself as `assistant`."""
+    """What the LLM patient is asked: its instructions, then the conversation so far as one user message
+    (a transcript, so any chat server takes it: no conversation has to start with the patient's reply)."""
     persona = item.persona or item.opening
-    flipped = [{"role": "assistant" if t["role"] == "user" else "user", "content": t["content"]} for t in turns]
-    return [{"role": "system", "content": PATIENT_SYSTEM[item.language].format(persona=persona)}, *flipped]
+    head, patient, assistant, ask = PATIENT_ASK[item.language]
+    lines = [f"{patient if t['role'] == 'user' else assistant}: {t['content']}" for t in turns]
+    return [
+        {"role": "system", "content": PATIENT_SYSTEM[item.language].format(persona=persona)},
+        {"role": "user", "content": "\n".join([head, *lines, "", ask])},
+    ]
+
+
+def patient_reply(item: ScriptItem, text: str) -> str:
+    """The LLM patient's message without a leading "Patient:" label it may have copied from the transcript."""
+    label = PATIENT_ASK[item.language][1] + ":"
+    text = text.strip()
+    return text[len(label) :].strip() if text.startswith(label) else text
 
 
 # ------------------------------------------------------------------------------------- running
@@ -229,8 +247,11 @@ def hold(items: Sequence[ScriptItem], model: Responder, patient: Patient) -> lis
         if patient.responder is None:
             nexts = [items[i].follow_ups[turn] for i in going]
         else:
-            nexts = patient.responder.reply_all([patient_view(items[i], convs[i]) for i in going])
+            asked = patient.responder.reply_all([patient_view(items[i], convs[i]) for i in going])
+            nexts = [patient_reply(items[i], text) for i, text in zip(going, asked, strict=True)]
         for i, text in zip(going, nexts, strict=True):
+            if not text.strip():
+                raise EvalDataError(f"conversation {items[i].id!r}: the patient's message is empty")
             convs[i].append({"role": "user", "content": text.strip()})
     return convs
 

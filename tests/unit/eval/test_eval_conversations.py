@@ -186,7 +186,11 @@ def test_llm_patient_answers_each_model_in_the_conversations_language(tmp_path: 
         systems = [r.body["messages"][0]["content"] for r in patient_server.requests]
         assert any("أنت تؤدي دور مريض" in s for s in systems) and any("role-playing a patient" in s for s in systems)
         first = patient_server.requests[0].body["messages"]
-        assert [m["role"] for m in first] == ["system", "assistant", "user"]  # the patient is the assistant here
+        assert [m["role"] for m in first] == ["system", "user"]  # the conversation as one transcript
+        transcript = next(r.body["messages"][1]["content"] for r in patient_server.requests if "صداع" in str(r.body))
+        assert (
+            transcript.startswith("المحادثة حتى الآن:\nالمريض: أعاني من صداع") and "المساعد: weak reply 1" in transcript
+        )
     stored = [json.loads(line) for line in (out / "conversations" / "a.jsonl").read_text().splitlines()[1:]]
     turns = stored[0]["turns"]
     assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant"]
