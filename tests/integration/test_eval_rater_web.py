@@ -1,5 +1,6 @@
 """The clinicians' rater page in real headless Chromium (Debian's /usr/bin/chromium via Playwright): a rater
-rates two pairs, one Arabic (shown right to left), by keyboard, and their file holds both ratings."""
+rates two pairs, one Arabic (shown right to left), by keyboard, and their file holds both ratings; axe-core
+finds no serious or critical violation on either pair."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tests.integration.test_serve_web_features import axe_check
 from tests.unit.eval.test_eval_rater import make_eval_dir
 
 from bimedix2.eval.rater.app import create_rater_app
@@ -47,6 +49,7 @@ def test_rater_rates_two_pairs_one_arabic(browser, served) -> None:  # noqa: ANN
         turns = page.locator("#conv-A .turns")
         assert turns.get_attribute("dir") == ("rtl" if lang == "ar" else "ltr")
         assert turns.get_attribute("lang") == lang
+        axe_check(page, f"rater page, {lang} pair")
         # keyboard only: focus the first choice, arrow to the wanted one (radios select as they move)
         page.focus("#choice-A")
         page.keyboard.press("Space")
