@@ -20,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, EvalDataError
-from ..fileio import atomic_write_json, read_json
+from ..fileio import atomic_write_json, atomic_write_text, read_json
 from ..types import RESEARCH_NOTICE, GenParams
 from .bootstrap import DEFAULT_RESAMPLES
 from .conversations import Patient, Responder, ScriptItem, Turns, run_side, store
@@ -201,6 +201,42 @@ def format_summary(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pct(value: float | None, ci: Sequence[float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.1f}" + (f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else "")
+
+
+def markdown_report(results: Mapping[str, Any]) -> str:
+    """report.md: win/tie/loss (%, 95% CI) per language, unparsed counts and the judge's position bias."""
+    lines = [
+        f"# {results['a']} (A) vs {results['b']} (B): multi-turn conversations",
+        "",
+        f"_{RESEARCH_NOTICE}_",
+        "",
+        f"Judge: {results['judge']['model']} ({results['judge']['url']}), both orders; {results['rule']}.",
+        "",
+        "| Group | Pairs | A wins % [95% CI] | Ties % [95% CI] | A loses % [95% CI] | Unparsed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for group, v in results["win_tie_loss"].items():
+        if group == "bootstrap" or not isinstance(v, dict):
+            continue
+        ci = v.get("ci95") or {}
+        cells = " | ".join(_pct(v[o], ci.get(o)) for o in ("win", "tie", "loss"))
+        lines.append(f"| {group} | {v['n']} | {cells} | {results['n_unparsed'].get(group, 0)} |")
+    lines += ["", "| Group | First position chosen (non-tie verdicts) | Orders agreed |", "|---|---|---|"]
+    for group, b in results["position_bias"].items():
+        rate = "n/a" if b["first_position_rate"] is None else f"{b['first_position_rate'] * 100:.1f}%"
+        agreed = b["n_pairs_both_orders"] - b["inconsistent"]
+        lines.append(f"| {group} | {rate} of {b['n_position_verdicts']} | {agreed} of {b['n_pairs_both_orders']} |")
+    boot = results["win_tie_loss"].get("bootstrap")
+    if boot:
+        lines += ["", f"Intervals: percentile bootstrap, {boot['n_resamples']} resamples (seed {boot['seed']}), pairs "
+                  "resampled within languages."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def script_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -238,5 +274,6 @@ def evaluate(
     results = summarize(rows, {s: sides[s].label for s in SIDES}, n_resamples, seed)
     results["judge"] = judge.record()
     atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", markdown_report(results))
     write_sheet(out, items, convs, sheet_seed)
     return results

@@ -142,6 +142,9 @@ def test_endpoints_judged_both_orders_win_tie_loss_per_language_and_resume(tmp_p
         assert bias["inconsistent"] == 1 and bias["n_pairs_both_orders"] == 3
         assert bias["first_position_rate"] == pytest.approx(4 / 6)
         assert json.loads((out / "results.json").read_text())["a"] == "model-alpha"
+        report = (out / "report.md").read_text(encoding="utf-8")
+        assert "| en | 2 | 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | 0 |" in report
+        assert "| ar | 1 |" in report and "| overall | 66.7% of 6 | 2 of 3 |" in report
         seen = (len(a.requests), len(b.requests), len(judge.requests))
         again = evaluate(items, _sides(a, b, out), Patient(), spec, PARAMS, out, CONFIG, n_resamples=200)
         assert (len(a.requests), len(b.requests), len(judge.requests)) == seen  # nothing asked twice
