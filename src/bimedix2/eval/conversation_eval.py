@@ -214,7 +214,7 @@ def markdown_report(results: Mapping[str, Any]) -> str:
         "",
         f"_{RESEARCH_NOTICE}_",
         "",
-        f"Judge: {results['judge']['model']} ({results['judge']['url']}), both orders; {results['rule']}.",
+        f"Judge: {results['judge']['model']} ({results['judge']['url']}); {results['rule']}.",
         "",
         "| Group | Pairs | A wins % [95% CI] | Ties % [95% CI] | A loses % [95% CI] | Unparsed |",
         "|---|---|---|---|---|---|",
