@@ -84,6 +84,11 @@ class Fake:
         """``requests`` so far, and the entries ``[received_at, tag]`` from ``since`` on (none if None)."""
         return self.http.get(self.url.removesuffix("/v1") + "/_log", params={"since": since or 10**12}).json()
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the fake has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def count(self) -> int:
         return int(self.log()["requests"])
 
@@ -143,7 +148,7 @@ def finished_ids(job: Path) -> set[int]:
 def bench(n: int, args: argparse.Namespace, fake: Fake, tmp: Path) -> dict:
     inp, out = tmp / f"in-{n}.jsonl", tmp / f"job-{n}"
     write_jsonl(records(n), inp)
-    start = fake.count()
+    start, fake_cpu = fake.count(), fake.cpu_s()
     kill_after = int(n * CALLS_PER_RECORD * args.kill_at) if 0 < args.kill_at < 1 else None
     first = run_job(inp, out, fake, args.concurrency, kill_after)
     row = {"records": n, "first": first}
@@ -164,6 +169,7 @@ def bench(n: int, args: argparse.Namespace, fake: Fake, tmp: Path) -> dict:
     if stats["records_translated"] != n:
         raise SystemExit(f"{n} records in, {stats['records_translated']} translated: see {out}")
     row["requests"] = fake.count() - start
+    row["fake_cpu_s"] = fake.cpu_s() - fake_cpu
     row["seconds"] = first.seconds + (row["second"].seconds if "second" in row else 0.0)
     return row
 
@@ -177,7 +183,8 @@ def report(row: dict, args: argparse.Namespace) -> None:
     print(
         f"  ideal/measured {ideal / row['seconds']:.3f}x (ideal {ideal:.1f} s = requests x {lat * 1000:.0f} ms / {c})"
     )
-    print(f"  job process CPU {cpu_ms:.2f} ms per request (one core's ceiling: {1000 / cpu_ms:.0f} requests/s)")
+    print(f"  job process CPU {cpu_ms:.2f} ms per request (one core's ceiling: {1000 / cpu_ms:.0f} requests/s)", end="")
+    print(f"; fake endpoint CPU {row['fake_cpu_s'] / row['requests'] * 1000:.2f} ms per request")
     ratio = first.requests * lat / c / first.seconds
     killed = " (then SIGKILLed)" if first.killed else ""
     print(f"  run 1: {first.requests} requests in {first.seconds:.1f} s, ideal/measured {ratio:.3f}x, ", end="")
