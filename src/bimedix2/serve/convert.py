@@ -11,7 +11,7 @@ from ..dicom.decode import parse_window
 from ..errors import ImageError, PayloadTooLargeError, PermissionDeniedError, RequestError
 from ..types import GenParams, ImageRef, Message
 from .config import ServeConfig
-from .protocol import ChatCompletionRequest, ImagePart
+from .protocol import ChatCompletionRequest, DicomOptions, ImagePart
 
 DATA_URL_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/dicom", "image/dicom")
 
@@ -47,8 +47,9 @@ def to_messages(req: ChatCompletionRequest, config: ServeConfig) -> tuple[Messag
             if isinstance(part, ImagePart):
                 if role != "user":
                     raise RequestError(f"{param}[{j}]: only user messages can carry images", param=f"{param}[{j}]")
-                _check_window(req, f"{param}[{j}]")
-                images.append(image_ref(part.image_url.url, f"{param}[{j}]", req, config))
+                if part.dicom is None or part.dicom.window is None:
+                    _check_window(req, f"{param}[{j}]")  # the request's window applies to this image
+                images.append(image_ref(part.image_url.url, f"{param}[{j}]", req, config, part.dicom))
             else:
                 texts.append(part.text)
         out.append(Message(role, "\n".join(texts), tuple(images)))  # type: ignore[arg-type]
@@ -70,8 +71,13 @@ def _check_window(req: ChatCompletionRequest, param: str) -> None:
         ) from None
 
 
-def image_ref(url: str, param: str, req: ChatCompletionRequest, config: ServeConfig) -> ImageRef:
-    """An ImageRef for a data: URL, or a file:// URL under an allowed directory."""
+def image_ref(
+    url: str, param: str, req: ChatCompletionRequest, config: ServeConfig, dicom: DicomOptions | None = None
+) -> ImageRef:
+    """An ImageRef for a data: URL, or a file:// URL under an allowed directory.
+
+    Its DICOM window and frame: the part's own `dicom` options where set, else the request's.
+    """
     if url.startswith("data:"):
         data = _decode_data_url(url, param, config)
         source: Path | bytes = data
@@ -85,7 +91,10 @@ def image_ref(url: str, param: str, req: ChatCompletionRequest, config: ServeCon
         )
     else:
         raise RequestError(f"{param}: image_url must be a data: URL (or file:// where allowed)", param=param)
-    return ImageRef(source, param, window=req.dicom_window, frame=req.dicom_frame)
+    own = dicom or DicomOptions()
+    window = own.window if own.window is not None else req.dicom_window
+    frame = own.frame if own.frame is not None else req.dicom_frame
+    return ImageRef(source, param, window=window, frame=frame)
 
 
 def _decode_data_url(url: str, param: str, config: ServeConfig) -> bytes:

@@ -10,8 +10,20 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from ..dicom.decode import parse_window
+from ..errors import ImageError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # OpenAI's integer fields are int64 (and strict: `true` is no 1)
 MAX_TOKENS_LIMIT = 2**31 - 1  # far past any context length; bigger numbers are a mistake, not a request
@@ -34,9 +46,52 @@ class TextPart(_Strict):
     text: str
 
 
+WINDOW_HINT = 'a preset name such as "lung", "CENTRE,WIDTH" such as "40,400", or [centre, width]'
+_WINDOW_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 64},
+        {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        {"type": "null"},
+    ]
+}
+
+
+class DicomOptions(_Strict):
+    """How to render one DICOM image (bimedix2 extension, `"dicom"` on an `image_url` part).
+
+    Each field set here overrides the request's `dicom_window` / `dicom_frame` for this image only.
+    """
+
+    window: Annotated[str | None, WithJsonSchema(_WINDOW_SCHEMA)] = Field(
+        default=None, description=f"DICOM window: {WINDOW_HINT}"
+    )  # [centre, width] is turned into "CENTRE,WIDTH" by `_check_window`
+    frame: StrictInt | None = Field(default=None, ge=0, le=MAX_TOKENS_LIMIT, description="0-based frame")
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _check_window(cls, value: Any) -> str | None:
+        """A preset or "CENTRE,WIDTH" string (as `dicom_window`), or [centre, width]; checked by `parse_window`."""
+        if value is None:
+            return None
+        if isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
+            value = f"{float(value[0])!r},{float(value[1])!r}"
+        elif not isinstance(value, str) or not 1 <= len(value) <= 64:
+            raise PydanticCustomError("dicom_window", f"window must be {WINDOW_HINT}")
+        try:
+            parse_window(value)
+        except ImageError as exc:
+            raise PydanticCustomError("dicom_window", "{problem}", {"problem": str(exc)}) from None
+        return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class ImagePart(_Strict):
     type: Literal["image_url"]
     image_url: ImageURL
+    dicom: DicomOptions | None = None  # bimedix2 extension: this image's DICOM window and frame
 
 
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
