@@ -1,19 +1,27 @@
-"""Serving throughput: aggregate generated tokens/s with 1, 4 and 8 concurrent clients against one
-client sending the same requests one after another, all in one run against the same server.
+"""Serving: aggregate generated tokens/s with 1, 4 and 8 concurrent clients against one client sending
+the same requests one after another, and time-to-first-token for staggered arrivals, with the
+whole-batch scheduler and the continuous one, all in one run against the same engine.
 
-    .venv/bin/python benchmarks/bench_serve.py                 # embedded SmolLM2-135M-Instruct (CPU)
-    .venv/bin/python benchmarks/bench_serve.py --model tiny    # tiny random LLaVA (plumbing only)
+    .venv/bin/python benchmarks/bench_serve.py --engine llama-cpp  # embedded SmolLM2-135M GGUF, both schedulers
+    .venv/bin/python benchmarks/bench_serve.py                     # embedded SmolLM2-135M-Instruct, transformers
+    .venv/bin/python benchmarks/bench_serve.py --model tiny        # tiny random LLaVA (plumbing only)
     .venv/bin/python benchmarks/bench_serve.py --model MBZUAI/BiMediX2-8B-hf --requests 32
 
 Requests are greedy (temperature 0), so every phase generates the same answers and the same
-token counts; only the wall time differs. Target: >= 4x at 8 clients. Research use only.
+token counts; only the wall time differs. Staggered arrivals: `--stagger-requests` streamed
+requests, one every `--stagger-s` seconds; time-to-first-token is from sending a request to its
+first text. The transformers engine has only the batch scheduler (docs/serving.md says why), so
+there the continuous columns are left out. Target: >= 4x at 8 clients. Research use only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import queue
+import statistics
 import sys
 import tempfile
 import threading
@@ -28,6 +36,8 @@ from bimedix2.model.loader import load_model
 from bimedix2.serve.api import create_app
 from bimedix2.serve.background import serve_in_thread
 from bimedix2.serve.config import ServeConfig
+
+SCHEDULERS = ("batch", "continuous")
 
 QUESTIONS = [
     "What are the common symptoms of iron-deficiency anemia?",
@@ -113,25 +123,64 @@ def run_phase(base: str, prompts: list[str], clients: int, max_tokens: int) -> t
     return elapsed, sum(tokens), answers
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="checkpoint; 'tiny' (tiny random LLaVA), 'random-1b' (random 0.9B Llama, for GPUs "
-        "without weights); default: the embedded SmolLM2-135M-Instruct",
-    )
-    parser.add_argument("--requests", type=int, default=16, help="requests per phase (default 16)")
-    parser.add_argument("--max-tokens", type=int, default=48, help="max_tokens per request (default 48)")
-    parser.add_argument("--concurrency", default="1,4,8", help="client counts to measure (default 1,4,8)")
-    parser.add_argument("--max-batch-size", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all phases (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args()
+def staggered(base: str, prompts: list[str], gap_s: float, max_tokens: int) -> tuple[list[float], int]:
+    """Stream prompt i at i * gap_s seconds; (each request's time to its first text, generated tokens)."""
+    ttft: list[float | None] = [None] * len(prompts)
+    tokens = [0] * len(prompts)
+    errors: list[BaseException] = []
+    start = time.perf_counter()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    def client(i: int) -> None:
+        time.sleep(max(0.0, start + i * gap_s - time.perf_counter()))
+        c = openai.OpenAI(base_url=f"{base}/v1", api_key="bench", max_retries=0, timeout=1800)
+        sent = time.perf_counter()
+        try:
+            stream = c.chat.completions.create(
+                model=MODEL_ID,
+                messages=[{"role": "user", "content": prompts[i]}],
+                temperature=0,
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for chunk in stream:
+                if ttft[i] is None and chunk.choices and chunk.choices[0].delta.content:
+                    ttft[i] = time.perf_counter() - sent
+                if chunk.usage is not None:
+                    tokens[i] = chunk.usage.completion_tokens
+        except BaseException as exc:  # reported after the phase
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} staggered request(s) failed: {errors[0]!r}")
+    if any(t is None for t in ttft):
+        raise RuntimeError("a staggered request streamed no text")
+    return [t for t in ttft if t is not None], sum(tokens)
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile (linear interpolation between the closest ranks)."""
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def load_engine(args: argparse.Namespace) -> Engine:
+    """The engine the flags name: transformers on a checkpoint, or llama.cpp on a GGUF (default: SmolLM2's)."""
+    if args.engine == "llama-cpp":
+        # libgomp reads this once, when llama.cpp's CPU library loads: OpenMP workers that spin
+        # between decode calls starved the rest of the process on a busy CPU (docs/serving.md)
+        if args.omp_wait_policy != "default":
+            os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+        from bimedix2.model.llama_cpp import LlamaCppOptions, load_llama_cpp
+        from bimedix2.model.loader import embedded_default_gguf
+
+        path = Path(args.model) if args.model else embedded_default_gguf()
+        options = LlamaCppOptions(context=args.ctx_size, parallel=args.max_batch_size, threads=args.threads or 0)
+        return Engine(load_llama_cpp(path, options=options), backend="llama-cpp")
     if args.model == "tiny":
         from bimedix2.model.tiny import save_tiny_llava
 
@@ -140,73 +189,159 @@ def main() -> int:
         model_path = str(save_random_llama(Path(tempfile.mkdtemp(prefix="bench-random-")) / "llama"))
     else:
         model_path = args.model
-    loaded = load_model(model_path)
-    engine = Engine(loaded)
+    return Engine(load_model(model_path))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint (a .gguf with --engine llama-cpp); 'tiny' (tiny random LLaVA), 'random-1b' (random 0.9B "
+        "Llama, for GPUs without weights); default: the embedded SmolLM2-135M-Instruct",
+    )
+    parser.add_argument("--engine", choices=("transformers", "llama-cpp"), default="transformers")
+    parser.add_argument("--ctx-size", type=int, default=2048, help="llama.cpp tokens per sequence (default 2048)")
+    parser.add_argument("--requests", type=int, default=16, help="requests per phase (default 16)")
+    parser.add_argument("--max-tokens", type=int, default=48, help="max_tokens per request (default 48)")
+    parser.add_argument("--concurrency", default="1,4,8", help="client counts to measure (default 1,4,8)")
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all phases (default 2)")
+    parser.add_argument("--stagger-requests", type=int, default=16, help="staggered requests (default 16; 0: skip)")
+    parser.add_argument("--stagger-s", type=float, default=0.5, help="seconds between staggered arrivals")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op / llama.cpp threads")
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=("passive", "active", "default"),
+        default=os.environ.get("OMP_WAIT_POLICY", "passive").lower(),
+        help="OMP_WAIT_POLICY for llama.cpp's OpenMP threads (default: $OMP_WAIT_POLICY, else passive; "
+        "'default': leave libgomp's own)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    engine = load_engine(args)
+    loaded = engine.loaded
+    schedulers = SCHEDULERS if engine.continuous_batching else SCHEDULERS[:1]
     prompts = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.requests)]
     levels = [int(x) for x in args.concurrency.split(",")]
-    config = ServeConfig(
-        model_id=MODEL_ID,
-        max_batch_size=args.max_batch_size,
-        max_queue=max(64, args.requests),
-        request_timeout_s=3600,
-        batch_window_s=0.02,
-    )
-    app = create_app(engine, config)
+    apps = {
+        name: create_app(
+            engine,
+            ServeConfig(
+                model_id=MODEL_ID,
+                max_batch_size=args.max_batch_size,
+                max_queue=max(64, args.requests, args.stagger_requests),
+                request_timeout_s=3600,
+                batch_window_s=0.02,
+                scheduler=name,
+            ),
+        )
+        for name in schedulers
+    }
     print(
         f"model: {loaded.info.name} ({loaded.info.parameters:,} parameters, {loaded.info.device}, "
-        f"{loaded.info.dtype}); {args.requests} requests x max_tokens {args.max_tokens}, greedy",
+        f"{loaded.info.dtype}), engine {args.engine}"
+        + (f" (OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')})" if args.engine == "llama-cpp" else "")
+        + f"; schedulers: {', '.join(schedulers)}; "
+        f"{args.requests} requests x max_tokens {args.max_tokens}, greedy",
         file=sys.stderr,
     )
     phases = [("sequential", 1)] + [(f"{c}_clients", c) for c in levels]
-    totals = {name: {"clients": c, "seconds": 0.0, "tokens": 0, "answers_identical": 0} for name, c in phases}
+    totals = {
+        (sched, name): {"clients": c, "seconds": 0.0, "tokens": 0, "answers_identical": 0}
+        for sched in schedulers
+        for name, c in phases
+    }
+    ttfts: dict[str, list[float]] = {sched: [] for sched in schedulers}
     reference: list[str] | None = None
-    with serve_in_thread(app) as base:
-        run_phase(base, prompts[:2], 2, 4)  # warm-up (first-call overheads)
-        # Rounds interleave the phases so that load from other processes on a shared machine
-        # affects the baseline and the concurrent runs alike.
+    with contextlib.ExitStack() as stack:
+        bases = {sched: stack.enter_context(serve_in_thread(app)) for sched, app in apps.items()}
+        for base in bases.values():
+            run_phase(base, prompts[:2], 2, 4)  # warm-up (first-call overheads)
+        # Rounds interleave the phases and schedulers so that load from other processes on a shared
+        # machine affects the baseline and the concurrent runs alike.
         for round_no in range(1, args.rounds + 1):
             for name, clients in phases:
-                seconds, tokens, answers = run_phase(base, prompts, clients, args.max_tokens)
-                reference = reference or answers
-                row = totals[name]
-                row["seconds"] += seconds
-                row["tokens"] += tokens
-                row["answers_identical"] += sum(a == b for a, b in zip(answers, reference, strict=True))
-                print(
-                    f"round {round_no}, {name}: {tokens} tokens in {seconds:.1f}s = {tokens / seconds:.1f} tok/s",
-                    file=sys.stderr,
-                )
-        stats = app.state.batcher.stats
+                for sched in schedulers:
+                    seconds, tokens, answers = run_phase(bases[sched], prompts, clients, args.max_tokens)
+                    reference = reference or answers
+                    row = totals[(sched, name)]
+                    row["seconds"] += seconds
+                    row["tokens"] += tokens
+                    row["answers_identical"] += sum(a == b for a, b in zip(answers, reference, strict=True))
+                    print(
+                        f"round {round_no}, {sched}, {name}: {tokens} tokens in {seconds:.1f}s = "
+                        f"{tokens / seconds:.1f} tok/s",
+                        file=sys.stderr,
+                    )
+            if args.stagger_requests:
+                stagger_prompts = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.stagger_requests)]
+                for sched in schedulers:
+                    times, tokens = staggered(bases[sched], stagger_prompts, args.stagger_s, args.max_tokens)
+                    ttfts[sched] += times
+                    print(
+                        f"round {round_no}, {sched}, staggered: mean TTFT {statistics.fmean(times):.2f}s, "
+                        f"p95 {p95(times):.2f}s ({tokens} tokens)",
+                        file=sys.stderr,
+                    )
+        stats = {sched: app.state.batcher.stats for sched, app in apps.items()}
     for row in totals.values():
         row["tokens_per_s"] = row["tokens"] / row["seconds"]
-    base_rate = totals["sequential"]["tokens_per_s"]
+    base_rate = totals[("batch", "sequential")]["tokens_per_s"]
     print(
         f"\n{args.requests} requests x max_tokens {args.max_tokens} (greedy), {args.rounds} interleaved round(s); "
-        f"torch threads {torch.get_num_threads()}"
+        f"engine {args.engine}; torch threads {torch.get_num_threads()}; "
+        f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
-    print("clients      tokens  seconds  tokens/s  ratio vs sequential  answers identical")
+    header = "clients  " + "  ".join(f"{s + ' tok/s':>16}  {'vs seq':>7}" for s in schedulers)
+    print(header + ("  continuous/batch" if len(schedulers) > 1 else "") + "  answers identical")
     for name, clients in phases:
-        row = totals[name]
-        row["ratio"] = row["tokens_per_s"] / base_rate
         label = "seq" if name == "sequential" else str(clients)
+        cells = []
+        for sched in schedulers:
+            row = totals[(sched, name)]
+            row["ratio"] = row["tokens_per_s"] / base_rate
+            cells.append(f"{row['tokens_per_s']:16.1f}  {row['ratio']:6.2f}x")
+        line = f"{label:>7}  " + "  ".join(cells)
+        if len(schedulers) > 1:
+            line += f"  {totals[('continuous', name)]['tokens_per_s'] / totals[('batch', name)]['tokens_per_s']:15.2f}x"
+        same = sum(totals[(s, name)]["answers_identical"] for s in schedulers)
+        print(f"{line}  {same}/{args.requests * args.rounds * len(schedulers)}")
+    stagger: dict[str, dict[str, float]] = {}
+    if args.stagger_requests:
         print(
-            f"{label:>7}  {row['tokens']:>10}  {row['seconds']:7.1f}  {row['tokens_per_s']:8.1f}  "
-            f"{row['ratio']:18.2f}x  {row['answers_identical']}/{args.requests * args.rounds}"
+            f"\nstaggered arrivals: {args.stagger_requests} streamed requests, one every {args.stagger_s}s, "
+            f"{args.rounds} round(s); time to first token (s)"
         )
-    top = totals[f"{max(levels)}_clients"]["ratio"]
-    print(
-        f"\nbatches run: {stats.batches}, largest batch: {stats.largest_batch}; "
-        f"target >= 4x at {max(levels)} clients: {'met' if top >= 4 else 'NOT met'} ({top:.2f}x)"
-    )
-    results = totals
+        print("scheduler    mean     p95     max")
+        for sched in schedulers:
+            times = ttfts[sched]
+            stagger[sched] = {"mean": statistics.fmean(times), "p95": p95(times), "max": max(times)}
+            print(f"{sched:<10} {stagger[sched]['mean']:6.2f}  {stagger[sched]['p95']:6.2f}  {max(times):6.2f}")
+        if len(schedulers) > 1:
+            b, c = stagger["batch"], stagger["continuous"]
+            print(f"batch / continuous: mean {b['mean'] / c['mean']:.2f}x, p95 {b['p95'] / c['p95']:.2f}x")
+    top = totals[(schedulers[-1], f"{max(levels)}_clients")]["ratio"]
+    for sched in schedulers:
+        st = stats[sched]
+        print(
+            f"{sched}: runs {st.batches}, decoding steps {st.steps}, most rows at once {st.largest_batch}",
+            end="; " if sched != schedulers[-1] else "\n",
+        )
+    print(f"target >= 4x at {max(levels)} clients ({schedulers[-1]}): {'met' if top >= 4 else 'NOT met'} ({top:.2f}x)")
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "model": loaded.info.name,
+                    "engine": args.engine,
                     "requests": args.requests,
                     "max_tokens": args.max_tokens,
-                    "results": results,
+                    "results": {f"{sched}/{name}": row for (sched, name), row in totals.items()},
+                    "staggered_ttft_s": stagger,
                 },
                 indent=2,
             )

@@ -233,3 +233,43 @@ def test_rows_with_different_settings_run_together(engine: Engine) -> None:
         engine.generate(convs[0], params[0])
     run.close()
     assert not engine._lock.locked()
+
+
+def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_over_http_a_client_that_leaves_frees_its_slot_and_a_full_queue_is_429(engine: Engine) -> None:
+    import httpx
+
+    from bimedix2.serve.api import create_app
+    from bimedix2.serve.background import serve_in_thread
+    from bimedix2.serve.config import ServeConfig
+
+    backend = engine.backend
+    assert isinstance(backend, ContinuousScriptedBackend)
+    app = create_app(engine, ServeConfig(model_id="m", max_batch_size=1, max_queue=1))
+    batcher = app.state.batcher
+    assert batcher.scheduler == "continuous"
+    chat = {"model": "m", "messages": [{"role": "user", "content": "ما هو فقر الدم؟"}], "temperature": 0}
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        with client.stream("POST", "/v1/chat/completions", json={**chat, "max_tokens": 4000, "stream": True}) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()  # kept: dropping the iterator closes the response
+            next(lines)  # the first chunk: it runs (one slot, as max_batch_size says)
+            health = client.get("/health").json()
+            assert health["running"] == 1, (health, batcher.stats, batcher.running, backend.events[-3:])
+            queued = threading.Thread(target=client.post, args=("/v1/chat/completions",), kwargs={"json": chat})
+            queued.start()
+            wait_until(lambda: batcher.queued == 1, "the second request to queue")
+            full = client.post("/v1/chat/completions", json=chat)
+            assert full.status_code == 429 and full.json()["error"]["type"]
+        # the stream's client has gone: its row stops, its slot goes to the queued request
+        queued.join(60)
+        wait_until(lambda: batcher.stats.completed == 1 and batcher.running == 0, "the queued request to finish")
+        assert batcher.stats.cancelled == 1 and batcher.stats.generated_tokens < 4000 + 400
+        assert not backend.positions
