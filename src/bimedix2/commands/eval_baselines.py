@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..types import RESEARCH_NOTICE
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..eval.baselines import Baseline, LoadSettings
+    from ..eval.spec import RunConfig
 
 
 def register_baselines(sub: argparse._SubParsersAction) -> None:
@@ -74,11 +81,9 @@ def _run_settings(items: list[str]) -> dict[str, object]:
     return out
 
 
-def _engine_args(settings: object) -> argparse.Namespace:
+def _engine_args(settings: LoadSettings) -> argparse.Namespace:
     """The namespace `build_engine` reads, from a baseline's `load:` block."""
-    from dataclasses import asdict
-
-    values = asdict(settings)  # type: ignore[call-overload]
+    values = asdict(settings)
     values["mmproj"] = Path(values["mmproj"]) if values["mmproj"] else None
     return argparse.Namespace(model=None, **values)
 
@@ -106,7 +111,7 @@ def run_baselines_cmd(args: argparse.Namespace) -> int:
         run=_run_settings(args.run),
     )
 
-    def make_engine(baseline, cfg):  # noqa: ANN001, ANN202
+    def make_engine(baseline: Baseline, cfg: RunConfig) -> Engine:
         return build_engine(_engine_args(baseline.load), model=baseline.model, parallel=cfg.batch_size)
 
     outcomes = run_baselines(baselines, plans, make_engine, keep_going=not args.stop_on_error)
