@@ -49,6 +49,9 @@ def register_into(sub: argparse._SubParsersAction) -> None:
         "--judge-key-env", default="OPENAI_API_KEY", metavar="VAR", help="env variable with the judge's key"
     )
     conv.add_argument("--judge-concurrency", type=int, default=8, metavar="N", help="judge requests in flight")
+    conv.add_argument(
+        "--judge-max-tokens", type=int, default=None, metavar="N", help="cap on a judge reply (default: none sent)"
+    )
     conv.add_argument("--patient-endpoint", default=None, metavar="URL", help="an LLM plays the patient (base URL)")
     conv.add_argument("--patient-model", default=None, metavar="NAME", help="the patient model's name there")
     conv.add_argument(
@@ -154,6 +157,8 @@ def run_conversations_cmd(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.max_new_tokens < 1 or args.bootstrap < 0 or args.judge_concurrency < 1:
         raise ConfigError("--batch-size, --max-new-tokens and --judge-concurrency must be >= 1, --bootstrap >= 0")
+    if args.judge_max_tokens is not None and args.judge_max_tokens < 1:
+        raise ConfigError(f"--judge-max-tokens must be >= 1, got {args.judge_max_tokens}")
     items = load_script(args.script)
     params = GenParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     _key_env("--endpoint-key-env", args.endpoint_key_env)
@@ -189,6 +194,7 @@ def run_conversations_cmd(args: argparse.Namespace) -> int:
         _url("--judge", args.judge),
         args.judge_model,
         _key_env("--judge-key-env", args.judge_key_env),
+        max_tokens=args.judge_max_tokens,
         concurrency=args.judge_concurrency,
     )
     config = {
