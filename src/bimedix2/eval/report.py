@@ -209,6 +209,20 @@ def to_html(tables: Sequence[Table], sources: Sequence[str], chart: str | None, 
     return "\n".join(parts)
 
 
+def paper_averages_table(runs: Sequence[dict[str, Any]], reference: dict[str, Any] | None) -> Table | None:
+    """The "Average" column of each paper table the runs touch, computed as the paper does (the plain mean of
+    the table's cells), beside the paper's printed average; None when no run has a paper table's task."""
+    from .metrics.averages import averages_notes, averages_rows
+
+    printed = (reference or {}).get("averages") if reference is not None else None
+    rows = averages_rows(runs, printed)
+    if not rows:
+        return None
+    labels = [_label(r) for r in runs]
+    columns = ("table", *labels, *(["paper (printed)"] if printed is not None else []))
+    return Table("Paper-style averages (mean of each table's cells)", columns, rows, averages_notes(runs, labels))
+
+
 def render_report(
     result_files: Sequence[Path], out_dir: Path, with_reference: bool = False, paper_column: bool = True
 ) -> dict[str, Path]:
@@ -228,7 +242,8 @@ def render_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = load_results(reference_results_path()) if paper_column else None
     side = side_by_side_table(all_results[: len(measured)], reference)
-    tables = ([side] if side else []) + build_tables(all_results)
+    averages = paper_averages_table(all_results[: len(measured)], reference)
+    tables = ([side] if side else []) + ([averages] if averages else []) + build_tables(all_results)
     chart = radar_chart(all_results, out_dir / "radar.png")
     chart_name = chart.name if chart else None
     sources = [str(p) for p in files]

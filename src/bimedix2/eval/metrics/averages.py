@@ -18,7 +18,7 @@ table has one) and, for the shipped reference file, from its `paper_only` block.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +109,38 @@ def paper_averages(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         value, why = paper_average(results, table)
         out[table] = {"value": value, "why": why}
     return out
+
+
+def averages_rows(
+    runs: Sequence[Mapping[str, Any]], printed: Mapping[str, float] | None = None
+) -> tuple[tuple[str, ...], ...]:
+    """Report rows, one per paper table: its title, each run's average (or "n/a"), then the paper's printed one.
+
+    Only tables for which at least one run has a cell are listed; a run missing cells shows "n/a"
+    (the reasons go to the table's notes via `averages_notes`).
+    """
+    rows = []
+    for table, spec in PAPER_TABLES.items():
+        tasks = {task for task, _, _ in spec.cells}
+        if not any(tasks & set(r.get("tasks") or {}) for r in runs):
+            continue
+        cells = [paper_average(r, table)[0] for r in runs]
+        row = [spec.title, *("n/a" if v is None else f"{v:.3f}" for v in cells)]
+        if printed is not None:
+            value = printed.get(table)
+            row.append("-" if value is None else f"{value:.3f}")
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def averages_notes(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> tuple[str, ...]:
+    """Why each "n/a" average is not available, per run and table."""
+    notes = []
+    for label, run in zip(labels, runs, strict=True):
+        for table, spec in PAPER_TABLES.items():
+            if not {task for task, _, _ in spec.cells} & set(run.get("tasks") or {}):
+                continue
+            value, why = paper_average(run, table)
+            if value is None:
+                notes.append(f"{label}: {why}")
+    return tuple(notes)
