@@ -338,7 +338,7 @@ def _store(out_dir: Path):  # noqa: ANN202
     from ..errors import RecordError
 
     if not (out_dir / JOB_DB).is_file():
-        raise RecordError(f"{out_dir}: no translation job here ({JOB_DB} missing)")
+        raise RecordError(f"{out_dir}: no translation or rewrite job here ({JOB_DB} missing)")
     return JobStore(out_dir / JOB_DB)
 
 
@@ -370,7 +370,8 @@ def run_review(args: argparse.Namespace) -> int:
             pending = list(store.pending_review())
         for item in pending:
             r = item.result
-            print(f"{item.idx}\t{r.rec_id}\t{r.review_reason}\tfirst={r.first_score}\tfinal={r.final_score}")
+            scores = f"\tfirst={r.first_score}\tfinal={r.final_score}" if r.first_score is not None else ""
+            print(f"{item.idx}\t{r.rec_id}\t{r.review_reason}{scores}")
             if r.output:
                 print("\t" + display(r.output["conversations"][-1]["value"])[:200])
         print(f"{len(pending)} pending")
