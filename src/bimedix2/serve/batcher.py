@@ -258,32 +258,45 @@ class Batcher:
 
     # ------------------------------------------------------------------- continuous scheduler
     def _loop_continuous(self) -> None:
-        run = self.engine.continuous()
-        width = min(self.max_batch_size, run.free)
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not run.live and not self._stopping:
-                        self._cond.wait()
-                    if self._stopping and not run.live:
-                        return
-                    newcomers = [self._queue.popleft() for _ in range(min(len(self._queue), width - run.live))]
-                if newcomers and not run.live:
-                    self.stats.batches += 1
-                for job in newcomers:
-                    self._admit(run, job)
+        while True:
+            run = self.engine.continuous()
+            try:
+                if self._serve_continuous(run):
+                    return
+            except Exception as exc:  # never leave requests hanging on a dead scheduler thread
+                log.exception("the continuous scheduler failed; its running requests get the error")
+                for job in list(self._current):
+                    if isinstance(job.row, Row):
+                        job.row.fail(exc)
+            finally:
+                run.close()
+                for job in list(self._current):
+                    self._deliver(job)
                 self._note_running(run)
-                if run.live:
-                    ended = run.step()
-                    self.stats.steps = run.steps
-                    for job in list(self._current):
-                        self._deliver(job)
-                    if ended:
-                        self._note_running(run)
-        finally:
-            run.close()
-            for job in list(self._current):
-                self._deliver(job)
+
+    def _serve_continuous(self, run: ContinuousBatch) -> bool:
+        """Admit waiting requests between decoding steps until stopped (returns True then)."""
+        width = min(self.max_batch_size, run.free)
+        while True:
+            with self._cond:
+                while not self._queue and not run.live and not self._stopping:
+                    self._cond.wait()
+                if self._stopping and not run.live:
+                    return True
+                newcomers = [self._queue.popleft() for _ in range(min(len(self._queue), width - run.live))]
+            if newcomers and not run.live:
+                self.stats.batches += 1
+            for job in newcomers:
+                self._admit(run, job)
+            self._note_running(run)
+            if run.live:
+                before = run.steps
+                ended = run.step()
+                self.stats.steps += run.steps - before
+                for job in list(self._current):
+                    self._deliver(job)
+                if ended:
+                    self._note_running(run)
 
     def _admit(self, run: ContinuousBatch, job: Job) -> None:
         """Prepare and prefill one request between steps; its first text goes out at once."""
@@ -313,6 +326,7 @@ class Batcher:
         if not row.finished:
             return
         self._current.remove(job)
+        self.running = len(self._current)  # before the handler hears of it
         if row.error is not None:
             self.stats.failed += 1
             job.emit("error", row.error)

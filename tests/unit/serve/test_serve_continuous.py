@@ -41,6 +41,7 @@ class ContinuousScriptedBackend:
         self.steps_run = 0
         self.pace_s = 0.002  # a decoding step takes a little time, as a real one does
         self.lock = threading.Lock()
+        self.fail_at: int | None = None  # the step count at which `step` raises, once
 
     def encode(self, prompts: Sequence[str], images: Sequence[Any]) -> dict[str, Any]:
         rows = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
@@ -70,6 +71,9 @@ class ContinuousScriptedBackend:
 
     def step(self, slots: Sequence[int]) -> list[int]:
         time.sleep(self.pace_s)
+        if self.fail_at is not None and self.steps_run == self.fail_at:
+            self.fail_at = None  # once
+            raise RuntimeError("the runtime failed mid-step")
         with self.lock:  # a request submitted under this lock arrives between two counted steps
             self.steps_run += 1
         self.events.append(("step", tuple(slots)))
@@ -273,3 +277,26 @@ def test_over_http_a_client_that_leaves_frees_its_slot_and_a_full_queue_is_429(e
         wait_until(lambda: batcher.stats.completed == 1 and batcher.running == 0, "the queued request to finish")
         assert batcher.stats.cancelled == 1 and batcher.stats.generated_tokens < 4000 + 400
         assert not backend.positions
+
+
+def test_a_failed_step_fails_its_rows_and_the_next_request_runs(engine: Engine) -> None:
+    backend = engine.backend
+    assert isinstance(backend, ContinuousScriptedBackend)
+    backend.fail_at = 5
+
+    async def scenario() -> None:
+        batcher = Batcher(engine, scheduler="continuous").start()
+        try:
+            job = batcher.submit([Message("user", "a")], LONG)
+            events: list[tuple[str, Any]] = []
+            while not events or events[-1][0] not in ("done", "error"):
+                events.append(await asyncio.wait_for(job.events.get(), 60))
+            kind, error = events[-1]
+            assert kind == "error" and "failed mid-step" in str(error)
+            assert batcher.stats.failed == 1 and not backend.positions
+            _, reply = await finish(batcher.submit([Message("user", "ب")], SHORT))
+            assert reply.completion_tokens == SHORT.max_new_tokens
+        finally:
+            batcher.stop()
+
+    asyncio.run(scenario())
