@@ -192,7 +192,8 @@ def report(row: dict, args: argparse.Namespace) -> None:
     if "second" in row:
         second = row["second"]
         print(
-            f"  run 2 (resume): {second.requests} requests (records unfinished at the kill x {CALLS_PER_RECORD}", end=""
+            f"  run 2 (resume): {second.requests} requests (at most unfinished records x {CALLS_PER_RECORD}",
+            end="",
         )
         print(f" = {row['second_expected']}) in {second.seconds:.1f} s, peak RSS {second.peak_rss_mb:.1f} MB")
         print(
