@@ -185,6 +185,13 @@ class JobStore:
         row = self._db.execute("SELECT rec_id, content_hash FROM items WHERE idx = ?", (idx,)).fetchone()
         return None if row is None else (str(row[0]), row[1])
 
+    def finished_from(self, idx: int, limit: int) -> list[tuple[int, str, str | None]]:
+        """Up to ``limit`` finished rows from ``idx`` on, in order: (idx, record id, content hash)."""
+        rows = self._db.execute(
+            "SELECT idx, rec_id, content_hash FROM items WHERE idx >= ? ORDER BY idx LIMIT ?", (idx, limit)
+        )
+        return [(int(i), str(rec_id), digest) for i, rec_id, digest in rows]
+
     def set_hash(self, idx: int, content_hash: str) -> None:
         """Record the content hash of a finished row stored before hashes existed."""
         self._write("UPDATE items SET content_hash = ? WHERE idx = ?", (content_hash, idx))

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,30 @@ def _safe(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _stored_matches(store: JobStore, idx: int, rid: str, digest: str) -> bool | None:
+class _StoredRows:
+    """The job store's finished rows as the input is read in order, fetched ``batch`` rows per query.
+
+    Only rows at or past the reader's position are fetched, and this run writes only rows the
+    reader has passed, so a batch read ahead is never stale; a fresh job costs one query in all.
+    """
+
+    def __init__(self, store: JobStore, batch: int = 4096) -> None:
+        self._store, self._batch = store, batch
+        self._rows: dict[int, tuple[str, str | None]] = {}
+        self._upto = 1  # positions below this are covered by ``_rows``
+
+    def get(self, idx: int) -> tuple[str, str | None] | None:
+        if idx >= self._upto:
+            rows = self._store.finished_from(idx, self._batch)
+            self._rows = {i: (rid, digest) for i, rid, digest in rows}
+            self._upto = rows[-1][0] + 1 if len(rows) == self._batch else sys.maxsize
+        return self._rows.get(idx)
+
+
+def _stored_matches(
+    store: JobStore, stored: tuple[str, str | None] | None, idx: int, rid: str, digest: str
+) -> bool | None:
     """None: nothing stored at ``idx``; True: finished with this content (kept); False: content changed."""
-    stored = store.finished(idx)
     if stored is None:
         return None
     stored_id, stored_hash = stored
@@ -124,11 +146,12 @@ async def run_records(
     async def produce() -> None:
         nonlocal kept, redone_count, removed_count
         last = 0
+        stored = _StoredRows(store)
         for idx, line in enumerate(scan_jsonl(path), 1):
             last = idx
             rid = _safe(loose_id(line.obj))
             digest = content_hash(line)
-            match = _stored_matches(store, idx, rid, digest)
+            match = _stored_matches(store, stored.get(idx), idx, rid, digest)
             if match and line.obj is not None:
                 kept += 1
                 bar.update(1)

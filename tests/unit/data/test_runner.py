@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bimedix2.data import runner
 from bimedix2.data.io import write_jsonl
 from bimedix2.data.jobstore import ItemResult, JobStore
 from bimedix2.data.runner import run_records
@@ -20,24 +21,24 @@ def write(path: Path, n: int) -> None:
     )
 
 
-class CountingStore(JobStore):
-    reads = 0
-
-    def finished_id(self, idx: int) -> str | None:
-        self.reads += 1
-        return super().finished_id(idx)
-
-
-def test_read_ahead_is_bounded_by_the_queue(tmp_path: Path) -> None:
+def test_read_ahead_is_bounded_by_the_queue(tmp_path: Path, monkeypatch) -> None:
     write(tmp_path / "in.jsonl", 3000)
-    workers, ahead = 4, []
-    with CountingStore(tmp_path / "job.sqlite") as store:
+    workers, ahead, read = 4, [], [0]
+    real_scan = runner.scan_jsonl
+
+    def counting_scan(path: Path):  # noqa: ANN202
+        for line in real_scan(path):
+            read[0] += 1
+            yield line
+
+    monkeypatch.setattr(runner, "scan_jsonl", counting_scan)
+    with JobStore(tmp_path / "job.sqlite") as store:
         done = 0
 
         async def process(idx: int, record: Record) -> ItemResult:
             nonlocal done
             await asyncio.sleep(0)
-            ahead.append(store.reads - done)
+            ahead.append(read[0] - done)
             done += 1
             return ItemResult(rec_id=record.id, status="done", output={"id": record.id})
 
@@ -123,3 +124,36 @@ def test_an_unchanged_bad_line_is_not_redone_when_an_earlier_line_changes_length
         assert bad["line"] == 2 and "not valid UTF-8" in bad["error"]
         offset = path.read_bytes().index(b"\xff") - 1  # the invalid sequence starts at the cut lead byte
         assert f"offset {offset} in the file" in bad["error"]  # the stored report follows the move
+
+
+class CountingStore(JobStore):
+    """A job store counting the queries for finished rows."""
+
+    batches = lookups = 0
+
+    def finished_from(self, idx: int, limit: int) -> list[tuple[int, str, str | None]]:
+        self.batches += 1
+        return super().finished_from(idx, limit)
+
+    def finished(self, idx: int) -> tuple[str, str | None] | None:
+        self.lookups += 1
+        return super().finished(idx)
+
+
+def test_a_resume_reads_the_finished_rows_in_batches_not_one_query_per_line(tmp_path: Path) -> None:
+    write(tmp_path / "in.jsonl", 9000)
+    seen: list[int] = []
+
+    async def process(idx: int, record: Record) -> ItemResult:
+        seen.append(idx)
+        return ItemResult(rec_id=record.id, status="done")
+
+    with JobStore(tmp_path / "job.sqlite") as store:
+        asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=4, desc="t", progress=False))
+        store._db.execute("DELETE FROM items WHERE idx % 7 = 0")  # unfinished records spread over every batch
+    seen.clear()
+    with CountingStore(tmp_path / "job.sqlite") as store:
+        summary = asyncio.run(run_records(tmp_path / "in.jsonl", store, process, workers=4, desc="t", progress=False))
+        assert sorted(seen) == list(range(7, 9001, 7)) and summary.already_done == 9000 - len(seen)
+        assert store.batches == 2 and store.lookups == 0  # 7,715 finished rows, 4,096 per query
+        assert [i.result.rec_id for i in store.items()] == [f"r{i}" for i in range(9000)]
