@@ -327,8 +327,9 @@ def main() -> int:
     top = totals[(schedulers[-1], f"{max(levels)}_clients")]["ratio"]
     for sched in schedulers:
         st = stats[sched]
+        steps = f", decoding steps {st.steps}" if sched == "continuous" else ""
         print(
-            f"{sched}: runs {st.batches}, decoding steps {st.steps}, most rows at once {st.largest_batch}",
+            f"{sched}: runs {st.batches}{steps}, most rows at once {st.largest_batch}",
             end="; " if sched != schedulers[-1] else "\n",
         )
     print(f"target >= 4x at {max(levels)} clients ({schedulers[-1]}): {'met' if top >= 4 else 'NOT met'} ({top:.2f}x)")
