@@ -10,6 +10,7 @@ It prints, per N:
 - records/s and the ratio ideal/measured, ideal = requests x latency / concurrency (1.0 = no
   overhead; issue 15 target >= 0.9 at concurrency 32), over the whole job (kill and restart
   included) and over the first run alone (uninterrupted, from process start);
+- CPU per request of the job process and of the fake (steadier than wall time on a busy box);
 - the peak RSS of the job process (``ru_maxrss`` of each run; issue 15: flat, < 300 MB at 100k);
 - the resume time: from starting the second run to the fake receiving its first request;
 - re-asked records: records finished before the kill (read from ``job.sqlite``) that the second
@@ -19,7 +20,7 @@ It prints, per N:
 Several sizes in one call show whether memory and throughput stay flat:
 
     .venv/bin/python benchmarks/bench_translate.py --records 2000               # ~20 s
-    .venv/bin/python benchmarks/bench_translate.py --records 10000 100000       # ~12 minutes
+    .venv/bin/python benchmarks/bench_translate.py --records 10000 100000       # 12-17 minutes
 """
 
 from __future__ import annotations
@@ -180,9 +181,11 @@ def report(row: dict, args: argparse.Namespace) -> None:
     runs = [first] + ([row["second"]] if "second" in row else [])
     cpu_ms = sum(r.cpu_s for r in runs) / row["requests"] * 1000
     print(f"\n{n} records, {row['requests']} requests in {row['seconds']:.1f} s: {n / row['seconds']:.1f} records/s")
+    verdict = "met" if ideal / row["seconds"] >= 0.9 else "MISSED"
     print(
-        f"  ideal/measured {ideal / row['seconds']:.3f}x (ideal {ideal:.1f} s = requests x {lat * 1000:.0f} ms / {c})"
+        f"  ideal/measured {ideal / row['seconds']:.3f}x (ideal {ideal:.1f} s = requests x {lat * 1000:.0f} ms", end=""
     )
+    print(f" / {c}; target >= 0.9x: {verdict})")
     print(f"  job process CPU {cpu_ms:.2f} ms per request (one core's ceiling: {1000 / cpu_ms:.0f} requests/s)", end="")
     print(f"; fake endpoint CPU {row['fake_cpu_s'] / row['requests'] * 1000:.2f} ms per request")
     ratio = first.requests * lat / c / first.seconds
@@ -200,7 +203,8 @@ def report(row: dict, args: argparse.Namespace) -> None:
             f"  resume: {row['finished_at_kill']} records finished at the kill; first request {row['resume_s']:.2f} s",
             end="",
         )
-        print(f" after the restart; finished records asked again: {row['reasked_finished']}")
+        verdict = "met" if row["reasked_finished"] == 0 else "MISSED"
+        print(f" after the restart; finished records asked again: {row['reasked_finished']} (target 0: {verdict})")
 
 
 def main() -> None:
@@ -223,7 +227,8 @@ def main() -> None:
     if len(rows) > 1:
         peaks = [max(r["first"].peak_rss_mb, r["second"].peak_rss_mb if "second" in r else 0) for r in rows]
         sizes = ", ".join(f"{r['records']}: {p:.1f} MB" for r, p in zip(rows, peaks, strict=True))
-        print(f"\npeak RSS by size: {sizes} (largest/smallest {max(peaks) / min(peaks):.2f})")
+        verdict = "met" if max(peaks) < 300 else "MISSED"
+        print(f"\npeak RSS by size: {sizes} (largest/smallest {max(peaks) / min(peaks):.2f}; < 300 MB: {verdict})")
 
 
 if __name__ == "__main__":
