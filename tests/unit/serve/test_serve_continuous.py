@@ -300,3 +300,21 @@ def test_a_failed_step_fails_its_rows_and_the_next_request_runs(engine: Engine) 
             batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_scheduler_flag_reaches_the_batcher(engine: Engine, tiny_engine: Engine) -> None:
+    from bimedix2.cli import build_parser
+    from bimedix2.commands.serve import serve_options
+    from bimedix2.serve.api import create_app
+    from bimedix2.serve.config import ServeConfig
+
+    def config(*argv: str) -> ServeConfig:
+        return serve_options(build_parser().parse_args(["serve", *argv])).to_config(None, None)
+
+    assert config().scheduler == "auto"
+    assert create_app(engine, config("--scheduler", "batch")).state.batcher.scheduler == "batch"
+    assert create_app(engine, config()).state.batcher.scheduler == "continuous"
+    with pytest.raises(ConfigError, match="--scheduler batch"):
+        create_app(tiny_engine, config("--scheduler", "continuous"))
+    with pytest.raises(ValueError, match="scheduler must be"):
+        ServeConfig(scheduler="fifo")
