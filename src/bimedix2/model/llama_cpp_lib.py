@@ -46,7 +46,13 @@ def llama_cpp_available() -> bool:
 
 
 def import_llama_cpp(*, verbose: bool = False) -> tuple[ModuleType, ModuleType]:
-    """(`llama_cpp`, `llama_cpp.mtmd_cpp`) with the backend initialised and logs captured."""
+    """(`llama_cpp`, `llama_cpp.mtmd_cpp`) with the backend initialised and logs captured.
+
+    Sets OMP_WAIT_POLICY=passive unless the environment already names a policy: libgomp reads it once,
+    when llama.cpp's library loads, and its default (worker threads spinning between decode calls)
+    made decoding from a long-lived thread several times slower on a busy CPU (docs/serving.md).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
         import llama_cpp
         from llama_cpp import mtmd_cpp
