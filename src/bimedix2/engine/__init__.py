@@ -3,7 +3,9 @@
 `Engine` is the one user-facing class; it runs on a `GenerationBackend` chosen by name from
 `BACKENDS` (built in: "transformers", "llama-cpp"). Adding a backend is one module with a class taking a
 `LoadedModel` and one `@register_backend("name")` line; a backend that also has `steps` (a
-`ResumableBackend`) streams a single reply on the reading thread.
+`ResumableBackend`) streams a single reply on the reading thread; one that can admit a request between
+decoding steps (a `ContinuousBackend`, as llama.cpp's parallel sequences are) gets continuous batching
+through `Engine.continuous()` (`ContinuousBatch`).
 """
 
 from typing import Any
@@ -12,6 +14,7 @@ from .backend import (
     BACKENDS,
     BUILTIN_BACKENDS,
     BackendFactory,
+    ContinuousBackend,
     GenerationBackend,
     PreparedBatch,
     ResumableBackend,
@@ -24,6 +27,7 @@ from .backend import (
     register_backend,
     template_stop_ids,
 )
+from .continuous import ContinuousBatch
 from .core import NO_VISION_HINT, Engine
 from .streams import BatchStream, IncrementalDetokenizer, Row, RowStream, TextStream
 
@@ -48,6 +52,8 @@ __all__ = [
     "NO_VISION_HINT",
     "BackendFactory",
     "BatchStream",
+    "ContinuousBackend",
+    "ContinuousBatch",
     "Engine",
     "GenerationBackend",
     "IncrementalDetokenizer",
