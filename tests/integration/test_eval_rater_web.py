@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from tests.integration.test_serve_web_features import axe_check
@@ -23,8 +22,6 @@ pytestmark = pytest.mark.integration
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     out = make_eval_dir(tmp_path / "eval")
     app = create_rater_app(out, "dr-layla")
-    # serve_in_thread reads uvicorn's timeouts from app.state.config (it assumes a ServeConfig there)
-    app.state.config = SimpleNamespace(keep_alive_s=5, shutdown_grace_s=1)
     with serve_in_thread(app) as base:
         yield base, out
 

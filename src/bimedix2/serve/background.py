@@ -20,10 +20,12 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", startup_timeout: floa
     sock.bind((host, 0))  # port 0: the OS picks a free port, no races between test runs
     port = sock.getsockname()[1]
     config = getattr(app.state, "config", None)  # a ServeConfig: the same timeouts `bimedix2 serve` uses
-    timeouts = {"timeout_keep_alive": config.keep_alive_s, "timeout_graceful_shutdown": config.shutdown_grace_s}
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **(timeouts if config else {}))
+    timeouts = (
+        {"timeout_keep_alive": config.keep_alive_s, "timeout_graceful_shutdown": config.shutdown_grace_s}
+        if config is not None
+        else {}  # another app (the rater page): uvicorn's defaults
     )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **timeouts))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
