@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bimedix2.data.io import iter_records, validate_file
 from bimedix2.data.schema import validate_record
@@ -19,6 +21,7 @@ ROOTS = {
     "pmc-vqa": "pmc-vqa",
     "llava-med-instruct": "llava-med",
     "llava-med-alignment": "llava-med",
+    "llava-med-to-qa": "llava-med",
     "medqa": "medqa",
     "medmcqa": "medmcqa",
     "pubmedqa": "pubmedqa",
@@ -101,6 +104,36 @@ def test_llava_med_instruct_and_alignment() -> None:
     assert report.missing_images == ["llava-med-instruct-missing-1"]
     alignment, _ = build("llava-med-alignment")
     assert alignment[0].task == "caption" and alignment[0].id == "llava-med-alignment-PMC3_F2"
+
+
+def test_llava_med_to_qa_one_record_per_exchange() -> None:
+    instruct, _ = build("llava-med-instruct")
+    qa, report = build("llava-med-to-qa")
+    turns = instruct[0].conversations
+    assert len(qa) == len(turns) // 2 == 2
+    assert report.missing_images == ["llava-med-to-qa-missing-1"]
+    for n, record in enumerate(qa):
+        question, answer = record.conversations
+        assert record.task == "vqa" and record.images == instruct[0].images
+        assert record.provenance["turn"] == n + 1 and record.id.endswith(f"-{n + 1}")
+        assert question.value.startswith("<image>\n") and question.value.count("<image>") == 1
+        assert question.value.removeprefix("<image>\n") == turns[2 * n].value.replace("<image>", "").strip()
+        assert answer.value == turns[2 * n + 1].value.strip()
+
+
+def test_llava_med_to_qa_refuses_a_conversation_that_does_not_alternate(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.jpg")
+    bad = [
+        {
+            "id": "x",
+            "image": "a.jpg",
+            "conversations": [{"from": "human", "value": "q"}, {"from": "human", "value": "q2"}],
+        }
+    ]
+    (tmp_path / "llava_med_instruct_60k_inline_mention.json").write_text(json.dumps(bad))
+    with pytest.raises(RecordError, match=r"\[0\]: expected alternating human/gpt turns"):
+        list(iter_source("llava-med-to-qa", tmp_path))
 
 
 def test_mcq_sources_have_options_answers_and_explanations() -> None:

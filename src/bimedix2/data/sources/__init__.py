@@ -29,6 +29,7 @@ BUILDERS: dict[str, Builder] = {
     "pmc-oa": pmc_oa.build,
     "llava-med-instruct": lambda root, report: llava_med.build(root, report, "instruct"),
     "llava-med-alignment": lambda root, report: llava_med.build(root, report, "alignment"),
+    "llava-med-to-qa": lambda root, report: llava_med.build(root, report, "to-qa"),
     "medqa": medqa.build,
     "medmcqa": medmcqa.build,
     "pubmedqa": pubmedqa.build,
