@@ -86,3 +86,20 @@ def test_setup_wordnet_missing_debian_files(tmp_path: Path) -> None:
 def test_lexnames_text_format() -> None:
     text = lexnames_text()
     assert text.startswith("00\tadj.all\t3\n") and text.count("\n") == 45
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_bleu_equals_multimedevals_bleuscore_module(n: int) -> None:
+    import random
+
+    from torchmetrics.text import BLEUScore
+
+    module = BLEUScore(n_gram=n)  # what MultiMedEval's ReportComparison calls, per sample
+    words = ["no", "acute", "process", "the", "heart", "size", "is", "normal", ".", "left", "effusion", "الرئة"]
+    rng = random.Random(n)
+    for _ in range(200):
+        pred = " ".join(rng.choices(words, k=rng.randint(0, 12)))
+        ref = " ".join(rng.choices(words, k=rng.randint(1, 12)))
+        assert bleu(pred, ref, n) == float(module([pred], [[ref]]).item()), (pred, ref)
+    with pytest.raises(ValueError, match="BLEU-3"):
+        bleu("a", "a", 3)

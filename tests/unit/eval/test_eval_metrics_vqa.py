@@ -4,6 +4,7 @@ and the improved mode (answer types, Arabic normalisation)."""
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -112,3 +113,15 @@ def test_aggregate_hand_computed() -> None:
 def test_yes_no_instruction_uses_raw_answer() -> None:
     assert yes_no_instruction("yes") and yes_no_instruction("no")
     assert not yes_no_instruction("Yes")  # MultiMedEval compares the raw answer
+
+
+def test_bleu1_equals_multimedevals_bleuscore_module() -> None:
+    from torchmetrics.text import BLEUScore
+
+    module = BLEUScore(n_gram=1)  # what MultiMedEval's VQA.evaluate calls, per sample
+    words = ["yes", "no", "left", "right", "lung", "the", "in", "is", "2", "كبد", "الرئة"]
+    rng = random.Random(7)
+    for _ in range(300):
+        pred = " ".join(rng.choices(words, k=rng.randint(0, 7)))
+        gold = " ".join(rng.choices(words, k=rng.randint(1, 5)))
+        assert bleu1(pred, gold) == float(module([pred], [[gold]]).item()), (pred, gold)

@@ -20,18 +20,24 @@ TEXT_METRICS = ("bleu1", "bleu4", "rougeL", "meteor")
 
 
 @lru_cache(maxsize=1)
-def _scorers():  # noqa: ANN202
-    from torchmetrics.text import BLEUScore, ROUGEScore
+def _rouge():  # noqa: ANN202
+    from torchmetrics.text import ROUGEScore
 
-    # BLEU-2 (weights 1/2, 1/2) is RadCliQ's BLEU input, as MultiMedEval's ReportComparison computes it.
-    return BLEUScore(n_gram=1), BLEUScore(n_gram=2), BLEUScore(n_gram=4), ROUGEScore(rouge_keys=("rougeL",))
+    return ROUGEScore(rouge_keys=("rougeL",))
 
 
 def bleu(prediction: str, reference: str, n: int) -> float:
-    """Sentence BLEU-n, n in (1, 2, 4) (uniform weights, brevity penalty, no smoothing) via torchmetrics."""
-    b1, b2, b4, _ = _scorers()
-    scorer = {1: b1, 2: b2, 4: b4}[n]
-    return float(scorer([normalize_arabic(prediction)], [[normalize_arabic(reference)]]).item())
+    """Sentence BLEU-n, n in (1, 2, 4) (uniform weights, brevity penalty, no smoothing) via torchmetrics.
+
+    BLEU-2 (weights 1/2, 1/2) is RadCliQ's BLEU input, as MultiMedEval's ReportComparison computes it.
+    torchmetrics' functional `bleu_score` equals MultiMedEval's `BLEUScore(n_gram=n)` module call
+    (tests/unit/eval/test_eval_metrics_text.py) without the module's per-call state bookkeeping.
+    """
+    if n not in (1, 2, 4):
+        raise ValueError(f"BLEU-{n}: n must be 1, 2 or 4")
+    from torchmetrics.functional.text import bleu_score
+
+    return float(bleu_score([normalize_arabic(prediction)], [[normalize_arabic(reference)]], n_gram=n).item())
 
 
 class _UnicodeTokenizer:
@@ -53,7 +59,7 @@ def rouge_l(prediction: str, reference: str) -> float:
         from rouge_score.rouge_scorer import RougeScorer
 
         return float(RougeScorer(["rougeL"], tokenizer=_UnicodeTokenizer()).score(ref, pred)["rougeL"].fmeasure)
-    *_, rouge = _scorers()
+    rouge = _rouge()
     return float(rouge([pred], [[ref]])["rougeL_fmeasure"].item())
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .normalize import improved_clean, multimedeval_clean, token_set
 
@@ -51,16 +50,16 @@ class VQAScore:
     open_correct: bool | None  # None for closed questions
 
 
-@lru_cache(maxsize=1)
-def _bleu1():  # noqa: ANN202 - torchmetrics metric, built once
-    from torchmetrics.text import BLEUScore
-
-    return BLEUScore(n_gram=1)
-
-
 def bleu1(prediction: str, reference: str) -> float:
-    """Sentence BLEU-1 as MultiMedEval computes it (torchmetrics, whitespace tokens, brevity penalty)."""
-    return float(_bleu1()([prediction], [[reference]]).item())
+    """Sentence BLEU-1 as MultiMedEval computes it (torchmetrics, whitespace tokens, brevity penalty).
+
+    torchmetrics' functional `bleu_score`: the same update/compute as MultiMedEval's `BLEUScore(n_gram=1)`
+    module call (equal values, tests/unit/eval/test_eval_metrics_vqa.py), without the module's per-call
+    state bookkeeping, which was most of a VQA sample's scoring time.
+    """
+    from torchmetrics.functional.text import bleu_score
+
+    return float(bleu_score([prediction], [[reference]], n_gram=1).item())
 
 
 def score_multimedeval(prediction: str, gold: str) -> VQAScore:
