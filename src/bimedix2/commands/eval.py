@@ -17,7 +17,7 @@ from ..types import RESEARCH_NOTICE
 from .derive import add_dataclass_options, dataclass_from_args, opt
 from .eval_baselines import register_baselines
 from .eval_conversations import register_into as register_conversations
-from .options import add_engine_options, add_model_options, build_engine
+from .options import add_engine_options, add_model_options, build_engine, key_value_pairs
 
 CLINICAL_FLAGS = ("radgraph", "chexbert", "bertscore")
 
@@ -215,16 +215,6 @@ def run_prepare_mcq_ar(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_map(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        task, sep, path = item.partition("=")
-        if not sep or not task or not path:
-            raise ConfigError(f"--data expects TASK=PATH, got {item!r}")
-        out[task] = path
-    return out
-
-
 def run_options(args: argparse.Namespace) -> EvalRunOptions:
     """The run's options: flags given > --config YAML > defaults; --data entries merge over the YAML's."""
     base = load_yaml(args.config) if args.config is not None else {}
@@ -232,7 +222,7 @@ def run_options(args: argparse.Namespace) -> EvalRunOptions:
         from_config = from_dict(EvalRunOptions, base)
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
-    extra: dict = {"data": {**from_config.data, **_data_map(args.data)}}
+    extra: dict = {"data": {**from_config.data, **key_value_pairs(args.data, "--data", "TASK=PATH")}}
     if args.tasks:
         extra["tasks"] = list(args.tasks)
     if args.model:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..types import RESEARCH_NOTICE
+from .options import key_value_pairs
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -58,22 +59,12 @@ def register_baselines(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_baselines_cmd)
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key] = value
-    return out
-
-
 def _run_settings(items: list[str]) -> dict[str, object]:
     """--run KEY=VALUE items, each value read as a YAML scalar (as in the file); types are checked later."""
     import yaml
 
     out: dict[str, object] = {}
-    for key, value in _pairs(items, "--run").items():
+    for key, value in key_value_pairs(items, "--run").items():
         try:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -105,9 +96,9 @@ def run_baselines_cmd(args: argparse.Namespace) -> int:
         baselines,
         args.out,
         only=args.only,
-        data=_pairs(args.data, "--data"),
-        models=_pairs(args.model, "--model"),
-        endpoints=_pairs(args.endpoint, "--endpoint"),
+        data=key_value_pairs(args.data, "--data"),
+        models=key_value_pairs(args.model, "--model"),
+        endpoints=key_value_pairs(args.endpoint, "--endpoint"),
         run=_run_settings(args.run),
     )
 

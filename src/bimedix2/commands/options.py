@@ -19,6 +19,17 @@ ENGINES = ("auto", "transformers", "llama-cpp")
 _LLAMA_CPP_DEFAULTS = {"format": "auto", "device": "auto", "dtype": "auto", "vision_tower": None}
 
 
+def key_value_pairs(items: list[str], flag: str, form: str = "KEY=VALUE") -> dict[str, str]:
+    """{key: value} of repeated `flag KEY=VALUE` arguments (later ones win); ConfigError naming `form` if malformed."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(f"{flag} expects {form}, got {item!r}")
+        out[key] = value
+    return out
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model and the explicit loading options."""
     group = parser.add_argument_group("model")
