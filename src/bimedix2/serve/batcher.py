@@ -246,12 +246,7 @@ class Batcher:
                 job.emit("text", piece)
             reply: Reply | None = row.reply
             assert reply is not None
-            if job.cancelled.is_set():
-                self.stats.cancelled += 1
-            else:
-                self.stats.completed += 1
-            self.stats.generated_tokens += reply.completion_tokens
-            job.emit("done", reply)
+            self._done(job, reply)
         except Exception as exc:
             self.stats.failed += 1
             job.emit("error", exc)
@@ -331,7 +326,10 @@ class Batcher:
             self.stats.failed += 1
             job.emit("error", row.error)
             return
-        reply = row.result()
+        self._done(job, row.result())
+
+    def _done(self, job: Job, reply: Reply) -> None:
+        """A row that ended without an error: counted (completed, or cancelled by its client) and delivered."""
         if job.cancelled.is_set():
             self.stats.cancelled += 1
         else:
