@@ -21,3 +21,13 @@ def wait_for_health(base: str, proc: subprocess.Popen, timeout: float, output: C
             pass
         assert time.monotonic() < deadline, f"the server at {base} did not answer /health in {timeout:.0f} s"
         time.sleep(0.2)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM `proc` and wait for it; SIGKILL it if it is still running after `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.fakes.processes import wait_for_health
+from tests.fakes.processes import stop_process, wait_for_health
 
 from bimedix2.data.io import write_jsonl
 from bimedix2.data.schema import Record, Turn
@@ -92,12 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         wait_for_health(base, proc, 120, lambda: log.read_text())
         yield f"{base}/v1", log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _posts(log: Path) -> list[str]:

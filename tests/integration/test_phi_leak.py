@@ -15,7 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from tests.fakes.processes import wait_for_health
+from tests.fakes.processes import stop_process, wait_for_health
 
 pytestmark = pytest.mark.integration
 
@@ -192,11 +192,6 @@ def test_server_never_shows_patient_data(tiny_llava_path: Path, sandbox) -> None
             for i, body in enumerate(bodies):
                 _assert_clean(f"HTTP response {i}", body)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=30)
+            stop_process(server)
     _assert_clean("server log", log.read_bytes())
     _assert_files_clean(*roots)
