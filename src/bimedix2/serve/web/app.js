@@ -24,7 +24,7 @@ const STRINGS = {
     window: "Window", windowDefault: "From the file", wLung: "Lung", wMediastinum: "Mediastinum", wBone: "Bone",
     wBrain: "Brain", wAbdomen: "Abdomen", frame: "Frame",
     dicomNote: "The preview uses the file's own window. The window and frame chosen here go with the request "
-      + "and apply to every image in it (the API takes one of each per request).",
+      + "and apply to every image in it (the API also takes them per image; this page sends them per request).",
     imageNotKept: "Not kept after this session (over 256 KB): it stays only while this page is open.",
     imageGone: "Image not kept (it was over 256 KB), so it is no longer sent with this conversation.",
     generating: "Generating an answer…", answerDone: "Answer complete.", stopped: "Stopped.",
@@ -55,7 +55,7 @@ const STRINGS = {
     window: "النافذة", windowDefault: "من الملف", wLung: "الرئة", wMediastinum: "المنصف", wBone: "العظم",
     wBrain: "الدماغ", wAbdomen: "البطن", frame: "الإطار",
     dicomNote: "المعاينة تستخدم نافذة الملف نفسه. النافذة والإطار المختاران هنا يُرسلان مع الطلب "
-      + "ويسريان على كل صوره (تقبل الواجهة قيمة واحدة لكل منهما في الطلب).",
+      + "ويسريان على كل صوره (تقبل الواجهة البرمجية أيضاً قيمة لكل صورة؛ هذه الصفحة ترسلهما لكل طلب).",
     imageNotKept: "لن تُحفظ بعد هذه الجلسة (أكبر من 256 كيلوبايت): تبقى ما دامت الصفحة مفتوحة.",
     imageGone: "لم تُحفظ الصورة (كانت أكبر من 256 كيلوبايت)، لذا لم تعد تُرسل مع هذه المحادثة.",
     generating: "جارٍ توليد الإجابة…", answerDone: "اكتملت الإجابة.", stopped: "أُوقف التوليد.",
