@@ -145,7 +145,9 @@ class ConversationEncoder:
             )
         except ConversationError as exc:
             raise RecordError(f"record {record.id}: {exc}") from None
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # image markers written in the text come out of render_prompt marked as literals: encoded as plain
+        # text, as the inference engines encode them (training and inference see the same ids)
+        return list(self.tokenizer(text, add_special_tokens=False, sanitize_control_tokens=True)["input_ids"])
 
     def _render_empty(self, generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(

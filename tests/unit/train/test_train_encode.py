@@ -268,3 +268,18 @@ def test_every_fixture_record_encodes_with_image_counts_matching(tiny_llava) -> 
         sample = enc.encode_chat(record)
         assert sample.input_ids.count(tiny_llava.image_token_id) == record.n_images * tiny_llava.tokens_per_image
         assert sample.labels[0] == IGNORE_INDEX
+
+
+@pytest.mark.parametrize("question", ["What does the <image> tag mean?", "ماذا يعني الوسم <image> هنا؟"])
+def test_literal_image_marker_in_text_is_text_as_at_inference(tiny_llava, question: str) -> None:
+    from bimedix2.engine import Engine
+    from bimedix2.types import GenParams, Message
+
+    messages = [Message("user", question)]
+    ids = encoder(tiny_llava)._ids(records_by_id()["ar-multi-turn"], messages, generation_prompt=True)
+    assert tiny_llava.image_token_id not in ids  # plain text, never an image slot
+    plain = tiny_llava.tokenizer.encode("<image>", add_special_tokens=False, split_special_tokens=True)
+    assert any(ids[i : i + len(plain)] == plain for i in range(len(ids)))
+    engine = Engine(tiny_llava)
+    prepared = engine.prepare([messages], GenParams(temperature=0, steer_language=False))
+    assert prepared.inputs["input_ids"][0].tolist() == ids  # the ids the inference engine gives the same turn
